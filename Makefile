@@ -1,0 +1,44 @@
+# picl's entry points. `make demo` and `make test` work as root on a fresh Debian 12.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PICL   := $(BIN)/picl
+# Debian packages picl needs on the operator's machine: the venv, ssh and git for
+# reaching nodes, and what the lab builds and boots its nodes with.
+APT_PACKAGES := python3-venv python3-dev gcc git openssh-client iproute2 \
+                debootstrap systemd-container iputils-ping procps
+
+.PHONY: setup test demo lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	@touch $@
+
+$(VENV)/.installed: $(VENV)/.apt pyproject.toml
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+test: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check picl deploy facts reconciler tests
+	$(BIN)/mypy picl deploy facts reconciler
+
+demo: setup
+	./demo.sh
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	-$(PICL) lab down --all
+	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,1 @@
+"""Custom pyinfra facts that read a node's live state (installed as picl.facts)."""

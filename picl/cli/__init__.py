@@ -1,0 +1,93 @@
+"""picl's command line. The one place that prints and turns errors into exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import click
+from rich.console import Console
+
+from picl.cli.env import Env
+from picl.errors import PiclError
+from picl.exit import ExitStatus
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.option(
+    "--spec",
+    metavar="PATH",
+    help="The cluster spec [env PICL_SPEC; default ./cluster.toml].",
+)
+@click.option(
+    "--secrets",
+    metavar="PATH",
+    help="The secrets file [env PICL_SECRETS; default secrets.toml beside the spec].",
+)
+@click.option("--lab", is_flag=True, help="Point the command at the local lab of this spec.")
+@click.option("-v", "--verbose", is_flag=True, help="More detail; tracebacks for internal errors.")
+@click.version_option(package_name="picl", prog_name="picl")
+@click.pass_context
+def cli(
+    ctx: click.Context, spec: str | None, secrets: str | None, lab: bool, verbose: bool
+) -> None:
+    """Keep a small cluster of Raspberry Pi (and other Debian) boards as cluster.toml says."""
+    ctx.obj = Env.from_options(spec, secrets, lab, verbose)
+    if lab and not os.environ.get("PICL_IN_LAB") and ctx.invoked_subcommand != "lab":
+        from picl.lab import enter
+
+        enter(ctx.obj, sys.argv[1:])
+
+
+def _register() -> None:
+    # Commands live one module per concern; imported here so `picl --help` lists them.
+    from picl.cli.spec import init, schema, validate
+
+    for command in (validate, init, schema):
+        cli.add_command(command)
+
+
+_register()
+
+
+def _internal_error(exc: BaseException, verbose: bool) -> None:
+    err = Console(stderr=True, highlight=False)
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" at {frame.filename}:{frame.lineno}" if frame else ""
+    if verbose:
+        err.print(traceback.format_exc(), markup=False)
+    err.print(
+        f"picl: internal error (a bug in picl){where}: {type(exc).__name__}: {exc}",
+        markup=False,
+    )
+    if not verbose:
+        err.print("picl: run again with -v for the traceback, and report it", markup=False)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: every outcome becomes a message and an exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in args or "--verbose" in args
+    try:
+        status = cli.main(args=args, prog_name="picl", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        status = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        status = ExitStatus.ERROR  # usage errors are errors, not "changes pending"
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        Console(stderr=True).print("picl: interrupted", markup=False)
+        status = ExitStatus.ERROR
+    except PiclError as exc:
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        for line in exc.lines():
+            err.print(line, markup=False)
+        status = ExitStatus.ERROR
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        _internal_error(exc, verbose)
+        status = ExitStatus.ERROR
+    sys.exit(int(status or 0))

@@ -1,0 +1,46 @@
+"""What a command runs with: the spec's paths, the lab switch, and where output goes.
+
+An object so that tests (and the agent) can build one without a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from rich.console import Console
+
+from picl.spec import Cluster, load
+
+
+@dataclass
+class Env:
+    spec_path: Path
+    secrets_path: Path | None = None
+    lab: bool = False
+    verbose: bool = False
+    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    err: Console = field(
+        default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True)
+    )
+
+    @classmethod
+    def from_options(cls, spec: str | None, secrets: str | None, lab: bool, verbose: bool) -> Env:
+        spec_path = Path(spec or os.environ.get("PICL_SPEC") or "cluster.toml")
+        secrets_value = secrets or os.environ.get("PICL_SECRETS")
+        return cls(
+            spec_path=spec_path,
+            secrets_path=Path(secrets_value) if secrets_value else None,
+            lab=lab,
+            verbose=verbose,
+        )
+
+    @cached_property
+    def cluster(self) -> Cluster:
+        """The validated spec; raises SpecError listing every problem."""
+        return load(self.spec_path, self.secrets_path, warn=self.warn)
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]warning:[/] {message}", markup=True)

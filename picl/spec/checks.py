@@ -1,0 +1,188 @@
+"""Checks of single values in the spec: each returns the value (normalised) or raises ValueError.
+
+Pure functions so they can be tested as data and reused by the models' validators.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import struct
+import zoneinfo
+from functools import cache
+from posixpath import normpath
+
+HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# Debian's adduser default NAME_REGEX, plus the length useradd enforces.
+USERNAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+GITHUB_USER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
+DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+INTERFACE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+# fstab/exports option lists: anything else (spaces, '#', quotes, newlines) corrupts the file.
+OPTIONS = re.compile(r"^[A-Za-z0-9_.=:/@+-]+(,[A-Za-z0-9_.=:/@+-]+)*$")
+DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+GIT_BRANCH = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)(?!.*@\{)[A-Za-z0-9._/-]+(?<![/.])$")
+FILE_MODE = re.compile(r"^0?[0-7]{3,4}$")
+
+# Mount points and exports that would take the system down with them.
+SYSTEM_PATHS = frozenset(
+    ["/", "/boot", "/boot/firmware", "/etc", "/usr", "/var", "/proc", "/sys", "/dev", "/run"]
+)
+
+SSH_KEY_TYPES = frozenset(
+    [
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    ]
+)
+
+
+def hostname(value: str) -> str:
+    """A node name: one RFC 1123 label, lower case (it becomes the hostname and a DNS name)."""
+    if not HOSTNAME_LABEL.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid hostname: use 1-63 lower-case letters, digits and '-', "
+            "not starting or ending with '-'"
+        )
+    if value.isdigit():
+        raise ValueError(f"{value!r} is not a valid hostname: it must not be all digits")
+    return value
+
+
+def domain(value: str) -> str:
+    """A DNS domain of RFC 1123 labels."""
+    labels = value.split(".")
+    if len(value) > 253 or not all(HOSTNAME_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{value!r} is not a valid domain: dot-separated lower-case labels")
+    return value
+
+
+def username(value: str) -> str:
+    """A user or group name Debian accepts."""
+    if not USERNAME.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid Debian user/group name: start with a lower-case letter "
+            "or '_', then lower-case letters, digits, '_' or '-', at most 32 characters"
+        )
+    return value
+
+
+def github_user(value: str) -> str:
+    if not GITHUB_USER.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid GitHub username: letters, digits and single hyphens, "
+            "at most 39 characters"
+        )
+    return value
+
+
+def package(value: str) -> str:
+    if not DEBIAN_PACKAGE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid Debian package name")
+    return value
+
+
+def interface(value: str) -> str:
+    if not INTERFACE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid interface name (1-15 of A-Za-z0-9_.-)")
+    return value
+
+
+def secret_name(value: str) -> str:
+    if not SECRET_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid secret name (letters, digits, '_', '-')")
+    return value
+
+
+def absolute_path(value: str) -> str:
+    """An absolute, normalised path that is safe to write into fstab and exports."""
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} must be an absolute path")
+    bad = [c for c in value if c.isspace() or c == "#" or ord(c) < 32 or ord(c) == 127]
+    if bad:
+        raise ValueError(f"{value!r} contains {bad[0]!r}: whitespace, '#' and control "
+                         "characters would corrupt fstab and exports")
+    if ".." in value.split("/"):
+        raise ValueError(f"{value!r} must not contain '..'")
+    normal = normpath(value)
+    if normal != value:
+        raise ValueError(f"{value!r} is not normalised: write {normal!r}")
+    return value
+
+
+def data_path(value: str) -> str:
+    """An absolute path for an export or mount point: never a system directory."""
+    absolute_path(value)
+    if value in SYSTEM_PATHS:
+        raise ValueError(f"{value!r} is a system path: picl never mounts or exports it")
+    return value
+
+
+def options(value: str) -> str:
+    """A comma-separated mount/export option list of safe characters."""
+    if not OPTIONS.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid option list: comma-separated, no spaces, only "
+            "letters, digits and _ . = : / @ + -"
+        )
+    return value
+
+
+def duration_seconds(value: str) -> int:
+    """'30s', '5m', '1h', '1h30m' -> seconds."""
+    match = DURATION.fullmatch(value)
+    if not value or not match:
+        raise ValueError(f"{value!r} is not a duration: write e.g. '30s', '5m', '1h' or '1h30m'")
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def branch(value: str) -> str:
+    if not GIT_BRANCH.fullmatch(value) or value.endswith(".lock"):
+        raise ValueError(f"{value!r} is not a valid git branch name")
+    return value
+
+
+def file_mode(value: str) -> str:
+    if not FILE_MODE.fullmatch(value):
+        raise ValueError(f"{value!r} is not an octal file mode like '0644'")
+    return value.zfill(4)
+
+
+@cache
+def _timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def timezone(value: str) -> str:
+    known = _timezones()
+    # Without a tz database here (a minimal laptop), the node's own one decides at apply time.
+    if known and value not in known:
+        raise ValueError(f"{value!r} is not a known time zone (e.g. 'Europe/Rome', 'UTC')")
+    return value
+
+
+def ssh_public_key(value: str) -> str:
+    """An OpenSSH public key line: a known type, and a blob that decodes and names that type."""
+    fields = value.split()
+    if len(fields) < 2:
+        raise ValueError("not an SSH public key: expected 'TYPE BASE64 [COMMENT]'")
+    kind, blob = fields[0], fields[1]
+    if kind not in SSH_KEY_TYPES:
+        raise ValueError(f"unsupported SSH key type {kind!r}")
+    try:
+        raw = base64.b64decode(blob, validate=True)
+        (length,) = struct.unpack(">I", raw[:4])
+        embedded = raw[4 : 4 + length].decode("ascii")
+    except (binascii.Error, struct.error, UnicodeDecodeError):
+        raise ValueError("not an SSH public key: the key data is not valid base64") from None
+    if embedded != kind:
+        raise ValueError(f"not an SSH public key: the data says {embedded!r}, the type {kind!r}")
+    return value.strip()

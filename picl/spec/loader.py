@@ -1,0 +1,169 @@
+"""cluster.toml (+ secrets.toml) -> a validated `Cluster`, or every problem at once, located."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
+
+from picl.errors import PiclError, Problem, SpecError
+from picl.spec.consistency import did_you_mean, findings, format_loc
+from picl.spec.locate import Loc, Positions, positions
+from picl.spec.models import SELECTION_TAGS, Cluster
+
+SECRETS_FILE = "secrets.toml"
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$|\s*\(at end of document\)$")
+
+
+def _text(path: Path) -> str:
+    """The file's text, or a one-line error saying why it cannot be read."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise PiclError(f"{path}: no such file (write one with `picl init`)") from None
+    except IsADirectoryError:
+        raise PiclError(f"{path}: is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise PiclError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError([Problem(str(path), line, col, "", "not UTF-8 text")]) from None
+
+
+def _parse(path: Path, text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        match = _TOML_POSITION.search(message)
+        line = int(match.group(1)) if match and match.group(1) else text.count("\n") + 1
+        col = int(match.group(2)) if match and match.group(2) else 1
+        reason = _TOML_POSITION.sub("", message)
+        raise SpecError(
+            [Problem(str(path), line, col, "", f"invalid TOML: {reason}")]
+        ) from None
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The model class whose table `loc` is, for did-you-mean hints on unknown keys."""
+    current: Any = Cluster
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        info = current.model_fields.get(str(part))
+        if info is None:
+            return None
+        current = _unwrap(info.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """list[X], X | None, Annotated[X, ...] -> X (the first model class found)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (list, typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _unwrap(arg)
+            if isinstance(found, type) and issubclass(found, BaseModel):
+                return found
+    return annotation
+
+
+def _message(error: ErrorDetails, loc: Loc) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        model = _model_at(loc[:-1])
+        hint = did_you_mean(key, list(model.model_fields)) if model else ""
+        return f"unknown key{hint}"
+    if kind == "missing":
+        return "missing required key"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _model_problems(exc: ValidationError, file: str, where: Positions) -> Iterator[Problem]:
+    for error in exc.errors():
+        loc = tuple(p for p in error["loc"] if p not in SELECTION_TAGS)
+        line, col = where.of(loc)
+        yield Problem(file, line, col, format_loc(loc), _message(error, loc))
+
+
+def _secret_refs(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
+    """Every `{ secret = "NAME" }` in the raw data, with where it is."""
+    if isinstance(value, dict):
+        if set(value) == {"secret"} and isinstance(value["secret"], str):
+            yield (*loc, "secret"), value["secret"]
+            return
+        for key, item in value.items():
+            yield from _secret_refs(item, (*loc, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _secret_refs(item, (*loc, i))
+
+
+def load_secrets(path: Path) -> dict[str, SecretStr]:
+    """secrets.toml: NAME = "value" per secret. Values never reach an error message."""
+    text = _text(path)
+    data = _parse(path, text)
+    where = positions(text)
+    problems = [
+        Problem(str(path), *where.of((key,)), key, "a secret's value must be a string")
+        for key, value in data.items()
+        if not isinstance(value, str)
+    ]
+    if problems:
+        raise SpecError(problems)
+    return {key: SecretStr(value) for key, value in data.items()}
+
+
+def load(
+    path: Path,
+    secrets_path: Path | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Cluster:
+    """Read and validate a spec; raise SpecError with every problem, sorted by line."""
+    path = Path(path)
+    text = _text(path)
+    data = _parse(path, text)
+    where = positions(text)
+    file = str(path)
+    problems: list[Problem] = []
+    cluster: Cluster | None = None
+    try:
+        cluster = Cluster.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_model_problems(exc, file, where))
+    for loc, message in findings(data, path.parent):
+        problems.append(Problem(file, *where.of(loc), format_loc(loc), message))
+
+    secrets_file = secrets_path or path.parent / SECRETS_FILE
+    secrets: dict[str, SecretStr] = {}
+    refs = list(_secret_refs(data))
+    if secrets_file.exists():
+        secrets = load_secrets(secrets_file)
+        for loc, name in refs:
+            if name not in secrets:
+                message = f"secret {name!r} is not in {secrets_file}"
+                problems.append(Problem(file, *where.of(loc), format_loc(loc), message))
+    elif refs and warn:
+        warn(f"{secrets_file} not found: {len(refs)} secret reference(s) left unresolved")
+
+    if problems or cluster is None:
+        problems.sort(key=lambda p: (p.line, p.col))
+        raise SpecError(problems)
+    cluster._secrets = secrets
+    return cluster

@@ -1,0 +1,107 @@
+"""Single-value checks, as data: (value, accepted?)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from picl.spec import checks
+from tests.spec.conftest import KEY
+
+CASES: list[tuple[Callable[[str], object], str, bool]] = [
+    (checks.hostname, "node0", True),
+    (checks.hostname, "a", True),
+    (checks.hostname, "node-0", True),
+    (checks.hostname, "-node", False),
+    (checks.hostname, "node-", False),
+    (checks.hostname, "Node0", False),
+    (checks.hostname, "node.0", False),
+    (checks.hostname, "a" * 64, False),
+    (checks.hostname, "1234", False),
+    (checks.hostname, "", False),
+    (checks.domain, "cluster", True),
+    (checks.domain, "lab.example.org", True),
+    (checks.domain, "lab..org", False),
+    (checks.username, "federico", True),
+    (checks.username, "_apt", True),
+    (checks.username, "user-1", True),
+    (checks.username, "1user", False),
+    (checks.username, "User", False),
+    (checks.username, "a" * 33, False),
+    (checks.github_user, "flucifredi", True),
+    (checks.github_user, "a-b", True),
+    (checks.github_user, "a--b", False),
+    (checks.github_user, "-ab", False),
+    (checks.github_user, "a" * 40, False),
+    (checks.package, "openmpi-bin", True),
+    (checks.package, "g++", True),
+    (checks.package, "libc6.1", True),
+    (checks.package, "X", False),
+    (checks.package, "a b", False),
+    (checks.absolute_path, "/srv/shared", True),
+    (checks.absolute_path, "/", True),
+    (checks.absolute_path, "srv", False),
+    (checks.absolute_path, "/srv/", False),
+    (checks.absolute_path, "/srv//x", False),
+    (checks.absolute_path, "/srv/./x", False),
+    (checks.absolute_path, "/a/../b", False),
+    (checks.absolute_path, "/a\tb", False),
+    (checks.absolute_path, "/a\x7fb", False),
+    (checks.data_path, "/shared", True),
+    (checks.data_path, "/boot/firmware", False),
+    (checks.data_path, "/var", False),
+    (checks.data_path, "/var/lib/x", True),
+    (checks.options, "rw", True),
+    (checks.options, "rw,sync,no_subtree_check", True),
+    (checks.options, "x-systemd.mount-timeout=30s", True),
+    (checks.options, "rw,,sync", False),
+    (checks.options, "rw sync", False),
+    (checks.options, "rw,#", False),
+    (checks.options, "", False),
+    (checks.duration_seconds, "30s", True),
+    (checks.duration_seconds, "1h30m", True),
+    (checks.duration_seconds, "", False),
+    (checks.duration_seconds, "5", False),
+    (checks.duration_seconds, "5d", False),
+    (checks.duration_seconds, "5m\n", False),
+    (checks.branch, "main", True),
+    (checks.branch, "deploy/arrakis", True),
+    (checks.branch, "a..b", False),
+    (checks.branch, "a/", False),
+    (checks.branch, "x.lock", False),
+    (checks.file_mode, "0644", True),
+    (checks.file_mode, "4755", True),
+    (checks.file_mode, "0999", False),
+    (checks.file_mode, "rw-r--r--", False),
+    (checks.interface, "eth0", True),
+    (checks.interface, "enx0123456789abcd", False),
+    (checks.ssh_public_key, KEY, True),
+    (checks.ssh_public_key, KEY.rsplit(" ", 1)[0], True),
+    (checks.ssh_public_key, "ssh-ed25519", False),
+    (checks.ssh_public_key, "ssh-ed25519 !!!!", False),
+    (checks.ssh_public_key, "ssh-dss " + KEY.split()[1], False),
+    (checks.ssh_public_key, "ssh-rsa " + KEY.split()[1], False),
+    (checks.timezone, "Europe/Rome", True),
+    (checks.timezone, "Europe/Atlantis", False),
+]
+
+
+@pytest.mark.parametrize(("check", "value", "ok"), CASES,
+                         ids=[f"{c.__name__}-{v!r}" for c, v, _ in CASES])
+def test_check(check: Callable[[str], object], value: str, ok: bool) -> None:
+    if ok:
+        check(value)
+    else:
+        with pytest.raises(ValueError):
+            check(value)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600),
+                                                ("1h30m", 5400), ("2m5s", 125)])
+def test_duration_seconds(value: str, seconds: int) -> None:
+    assert checks.duration_seconds(value) == seconds
+
+
+def test_file_mode_is_four_digits() -> None:
+    assert checks.file_mode("600") == "0600"

@@ -1,0 +1,241 @@
+"""Invalid specs, as data: each names the key path it must report and marks the line with `#!`.
+
+Every case runs the installed `picl validate` and checks the exit code, that the problem is
+reported as FILE:LINE:COL: key.path: message on the marked line, and that no traceback shows.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.spec.conftest import BASE, KEY, run_picl
+
+RSA_BLOB = "AAAAB3NzaC1yc2EAAAADAQABAAAAgQD6S8R9GMm0KFl1RoHK0qJt"
+ED_BLOB = KEY.split()[1]
+
+# (id, text in BASE, replacement marked with #!, key path reported)
+CASES: list[tuple[str, str, str, str]] = [
+    # [cluster]
+    ("name-uppercase", 'name = "arrakis"', 'name = "Arrakis" #!', "cluster.name"),
+    ("primary-unknown", 'primary = "node0"', 'primary = "node9" #!', "cluster.primary"),
+    ("domain-invalid", 'domain = "cluster"', 'domain = "-cluster" #!', "cluster.domain"),
+    ("timezone-unknown", 'timezone = "America/New_York"', 'timezone = "Mars/Base" #!',
+     "cluster.timezone"),
+    ("cluster-typo", 'domain = "cluster"', 'domian = "cluster" #!', "cluster.domian"),
+    ("primary-missing", 'primary = "node0"\n', "", "cluster.primary"),
+    # [network]
+    ("subnet-prefix", 'subnet = "10.1.10.0/24"', 'subnet = "10.1.10.0/33" #!', "network.subnet"),
+    ("subnet-host-bits", 'subnet = "10.1.10.0/24"', 'subnet = "10.1.10.1/24" #!',
+     "network.subnet"),
+    ("interface-long", 'interface = "eth0"', 'interface = "averyveryverylongname0" #!',
+     "network.interface"),
+    ("psk-plaintext", 'psk = { secret = "wifi_psk" }', 'psk = "hunter2" #!', "network.wifi.psk"),
+    ("country-lower", 'country = "US"', 'country = "us" #!', "network.wifi.country"),
+    ("ssid-long", 'ssid = "ato-2020"', f'ssid = "{"x" * 33}" #!', "network.wifi.ssid"),
+    ("wifi-psk-missing", '[network.wifi]\nssid = "ato-2020"\npsk = { secret = "wifi_psk" }',
+     '[network.wifi] #!\nssid = "ato-2020"', "network.wifi.psk"),
+    ("secret-name-invalid", 'psk = { secret = "wifi_psk" }', 'psk = { secret = "wifi psk" } #!',
+     "network.wifi.psk.secret"),
+    # [[nodes]]
+    ("address-outside", 'address = "10.1.10.241"', 'address = "10.1.11.241" #!',
+     "nodes[1].address"),
+    ("address-network", 'address = "10.1.10.241"', 'address = "10.1.10.0" #!',
+     "nodes[1].address"),
+    ("address-broadcast", 'address = "10.1.10.241"', 'address = "10.1.10.255" #!',
+     "nodes[1].address"),
+    ("address-invalid", 'address = "10.1.10.241"', 'address = "10.1.10.256" #!',
+     "nodes[1].address"),
+    ("address-duplicate", 'address = "10.1.10.242"', 'address = "10.1.10.241" #!',
+     "nodes[2].address"),
+    ("name-duplicate", 'name = "node2"', 'name = "node1" #!', "nodes[2].name"),
+    ("node-name-underscore", 'name = "node1"', 'name = "node_1" #!', "nodes[1].name"),
+    ("target-invalid", 'target = "graphical"', 'target = "graphic" #!', "nodes[0].target"),
+    ("leds-invalid", 'leds = "blinkt"', 'leds = "blinky" #!', "nodes[0].leds"),
+    ("node-typo", 'address = "10.1.10.241"', 'adress = "10.1.10.241" #!', "nodes[1].adress"),
+    ("node-package-invalid", 'packages = ["stress"]', 'packages = ["Stress!"] #!',
+     "nodes[2].packages[0]"),
+    # [[users]]
+    ("user-uppercase", 'name = "federico"', 'name = "Federico" #!', "users[0].name"),
+    ("uid-zero", 'uid = 1000', 'uid = 0 #!', "users[0].uid"),
+    ("uid-negative", 'uid = 1000', 'uid = -1 #!', "users[0].uid"),
+    ("uid-string", 'uid = 1000', 'uid = "abc" #!', "users[0].uid"),
+    ("root-uid", 'uid = 0\n', 'uid = 5 #!\n', "users[1].uid"),
+    ("gid-duplicate", 'uid = 0\n', 'uid = 0\ngid = 1000 #!\n', "users[1].gid"),
+    ("group-invalid", 'groups = ["sudo", "adm"]', 'groups = ["sudo", "Adm"] #!',
+     "users[0].groups[1]"),
+    ("shell-relative", 'shell = "/bin/bash"', 'shell = "bash" #!', "users[0].shell"),
+    ("sudo-invalid", 'sudo = "nopasswd"', 'sudo = "yes" #!', "users[0].sudo"),
+    ("rename-clash", 'rename_from = "picocluster"', 'rename_from = "root" #!',
+     "users[0].rename_from"),
+    ("key-base64", f'ssh_keys = ["{KEY}"]', 'ssh_keys = ["ssh-ed25519 AAAA!! me"] #!',
+     "users[0].ssh_keys[0]"),
+    ("key-type", f'ssh_keys = ["{KEY}"]', f'ssh_keys = ["ssh-foo {ED_BLOB}"] #!',
+     "users[0].ssh_keys[0]"),
+    ("key-mismatch", f'ssh_keys = ["{KEY}"]', f'ssh_keys = ["ssh-rsa {ED_BLOB} x"] #!',
+     "users[0].ssh_keys[0]"),
+    ("key-truncated", f'ssh_keys = ["{KEY}"]', 'ssh_keys = ["ssh-ed25519"] #!',
+     "users[0].ssh_keys[0]"),
+    ("github-invalid", 'github = ["flucifredi"]', 'github = ["-flucifredi-"] #!',
+     "users[0].github[0]"),
+    ("password-plaintext", 'password = { secret = "root_password_hash" }',
+     'password = "$6$abc" #!', "users[1].password"),
+    ("user-typo", 'cluster_key = true', 'clusterkey = true #!', "users[0].clusterkey"),
+    # [time]
+    ("time-server-invalid", 'servers = ["0.debian.pool.ntp.org"]', 'servers = ["ntp pool"] #!',
+     "time.servers[0]"),
+    ("serve-number", 'serve = true', 'serve = 3 #!', "time.serve"),
+    # [[shares]]
+    ("share-server-unknown", 'server = "node0"', 'server = "nodeO" #!', "shares[0].server"),
+    ("share-client-unknown", 'clients = "all"', 'clients = ["node1", "node7"] #!',
+     "shares[0].clients[1]"),
+    ("share-clients-string", 'clients = "all"', 'clients = "everyone" #!', "shares[0].clients"),
+    ("export-system", 'export = "/srv/shared"', 'export = "/etc" #!', "shares[0].export"),
+    ("mount-root", 'mount = "/shared"', 'mount = "/" #!', "shares[0].mount"),
+    ("mount-space", 'mount = "/shared"', 'mount = "/shared data" #!', "shares[0].mount"),
+    ("mount-hash", 'mount = "/shared"', 'mount = "/shared#1" #!', "shares[0].mount"),
+    ("mount-dotdot", 'mount = "/shared"', 'mount = "/srv/../shared" #!', "shares[0].mount"),
+    ("mount-trailing-slash", 'mount = "/shared"', 'mount = "/shared/" #!', "shares[0].mount"),
+    ("mount-relative", 'mount = "/shared"', 'mount = "shared" #!', "shares[0].mount"),
+    ("mount-newline", 'mount = "/shared"', 'mount = "/sha\\nred" #!', "shares[0].mount"),
+    ("options-space", 'options = "rw"', 'options = "rw, sync" #!', "shares[0].options"),
+    ("options-quote", 'options = "rw"', 'options = "rw,\\"x\\"" #!', "shares[0].options"),
+    # [[mounts]]
+    ("mount-node-unknown", 'nodes = ["node1"]', 'nodes = ["node5"] #!', "mounts[0].nodes[0]"),
+    ("mount-point-taken", 'where = "/scratch"', 'where = "/shared" #!', "mounts[0].where"),
+    ("mount-type-invalid", 'type = "ext4"', 'type = "ext 4" #!', "mounts[0].type"),
+    ("mount-what-hash", 'what = "LABEL=scratch"', 'what = "LABEL=#1" #!', "mounts[0].what"),
+    ("mount-options-newline", 'options = "defaults,nofail"', 'options = "defaults\\n" #!',
+     "mounts[0].options"),
+    # [[files]]
+    ("file-both", '[[files]]\npath = "/etc/motd"',
+     '[[files]] #!\npath = "/etc/motd"\nsource = "files/issue"', "files[0]"),
+    ("file-source-missing", 'source = "files/issue"', 'source = "files/nope" #!',
+     "files[1].source"),
+    ("file-source-escapes", 'source = "files/issue"', 'source = "../../etc/passwd" #!',
+     "files[1].source"),
+    ("file-mode", 'mode = "0644"', 'mode = "999" #!', "files[0].mode"),
+    ("file-path-relative", 'path = "/etc/motd"', 'path = "etc/motd" #!', "files[0].path"),
+    ("file-path-duplicate", 'path = "/etc/issue.net"', 'path = "/etc/motd" #!',
+     "files[1].path"),
+    # [packages], [leds], [agent], top level
+    ("package-invalid", 'all = ["htop", "openmpi-bin"]', 'all = ["htop", "open mpi"] #!',
+     "packages.all[1]"),
+    ("brightness-high", 'brightness = 0.1', 'brightness = 1.5 #!', "leds.brightness"),
+    ("leds-mode", 'mode = "status"', 'mode = "blink" #!', "leds.mode"),
+    ("interval-short", 'interval = "5m"', 'interval = "5s" #!', "agent.interval"),
+    ("interval-words", 'interval = "5m"', 'interval = "5 minutes" #!', "agent.interval"),
+    ("agent-mode", 'mode = "enforce"', 'mode = "apply" #!', "agent.mode"),
+    ("branch-invalid", 'branch = "main"', 'branch = "main..x" #!', "agent.branch"),
+    ("signed-by-invalid", f'signed_by = ["{KEY}"]', 'signed_by = ["federico"] #!',
+     "agent.signed_by[0]"),
+    ("section-typo", "[leds]", "[ledz] #!", "ledz"),
+]
+
+
+def _marked_line(text: str) -> int:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.rstrip().endswith("#!"):
+            return number
+    raise AssertionError("case has no #! marker")
+
+
+@pytest.mark.parametrize(("old", "new", "path"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_invalid_spec_is_reported_on_its_line(repo: Path, old: str, new: str, path: str) -> None:
+    assert BASE.count(old) >= 1, f"case does not apply to BASE: {old!r}"
+    text = BASE.replace(old, new, 1)
+    if "#!" not in new:  # a removed key is reported on the header of its table
+        text = text.replace("[cluster]", "[cluster] #!", 1)
+    (repo / "cluster.toml").write_text(text)
+
+    result = run_picl("validate", cwd=repo)
+
+    assert result.code == 1, result
+    assert "Traceback" not in result.err
+    line = _marked_line(text)
+    pattern = rf"^cluster\.toml:{line}:\d+: {re.escape(path)}: \S"
+    assert re.search(pattern, result.err, re.MULTILINE), (pattern, result.err)
+    assert result.out == ""
+
+
+def test_there_are_many_cases() -> None:
+    assert len(CASES) >= 40
+    assert len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_every_problem_is_reported_at_once(repo: Path) -> None:
+    text = BASE
+    for old, new in [
+        ('name = "node1"', 'name = "node_1"'),
+        ('brightness = 0.1', 'brightness = 7'),
+        ('interval = "5m"', 'interval = "1s"'),
+        ('address = "10.1.10.242"', 'adress = "10.1.10.242"'),
+    ]:
+        text = text.replace(old, new, 1)
+    (repo / "cluster.toml").write_text(text)
+    result = run_picl("validate", cwd=repo)
+    assert result.code == 1
+    lines = result.err.strip().splitlines()
+    assert [line.split(": ")[1] for line in lines] == [
+        "nodes[1].name", "nodes[2].address", "nodes[2].adress",
+        "mounts[0].nodes[0]",  # node1 is no longer a node
+        "leds.brightness", "agent.interval",
+    ]
+
+
+def test_unknown_key_suggests_the_right_one(repo: Path) -> None:
+    (repo / "cluster.toml").write_text(BASE.replace('address = "10.1.10.241"',
+                                                    'adress = "10.1.10.241"'))
+    result = run_picl("validate", cwd=repo)
+    assert "nodes[1].adress: unknown key (did you mean 'address'?)" in result.err
+
+
+def test_missing_secret_is_an_error_at_the_reference(repo: Path) -> None:
+    (repo / "secrets.toml").write_text('wifi_psk = "x"\n')
+    result = run_picl("validate", cwd=repo)
+    assert result.code == 1
+    line = BASE.splitlines().index('password = { secret = "root_password_hash" }') + 1
+    assert re.search(
+        rf"^cluster\.toml:{line}:\d+: users\[1\]\.password\.secret: secret 'root_password_hash'",
+        result.err, re.MULTILINE,
+    ), result.err
+
+
+def test_secret_values_never_reach_output(repo: Path) -> None:
+    (repo / "secrets.toml").write_text('wifi_psk = ["correct horse"]\nroot_password_hash = "h"\n')
+    result = run_picl("validate", cwd=repo)
+    assert result.code == 1
+    assert "secrets.toml:1:1: wifi_psk: a secret's value must be a string" in result.err
+    assert "correct horse" not in result.err + result.out
+
+
+GARBAGE: list[tuple[str, bytes, str]] = [
+    ("empty", b"", "cluster.toml:1:1: cluster: missing required key"),
+    ("binary", bytes(range(256)), "cluster.toml:2:118: not UTF-8 text"),
+    ("syntax", b'[cluster]\nname = "a\n', "cluster.toml:2:"),
+    ("unclosed-table", b"[cluster\n", "cluster.toml:1:"),
+    ("duplicate-key", b'[cluster]\nname = "a"\nname = "b"\n', "cluster.toml:3:"),
+    ("wrong-types", b'cluster = 1\nnetwork = "x"\nnodes = {a = 1}\n', "cluster.toml:1:1: cluster:"),
+    ("array-not-table", b"nodes = [1, 2]\n", "cluster.toml:1:10: nodes[0]:"),
+]
+
+
+@pytest.mark.parametrize(("content", "expected"), [g[1:] for g in GARBAGE],
+                         ids=[g[0] for g in GARBAGE])
+def test_garbage_gives_a_located_error(repo: Path, content: bytes, expected: str) -> None:
+    (repo / "cluster.toml").write_bytes(content)
+    result = run_picl("validate", cwd=repo)
+    assert result.code == 1
+    assert "Traceback" not in result.err
+    assert expected in result.err, result.err
+
+
+def test_unreadable_inputs_are_one_line(tmp_path: Path) -> None:
+    missing = run_picl("--spec", str(tmp_path / "nope.toml"), "validate")
+    directory = run_picl("--spec", str(tmp_path), "validate")
+    for result, reason in [(missing, "no such file"), (directory, "is a directory")]:
+        assert result.code == 1
+        assert len(result.err.strip().splitlines()) == 1
+        assert reason in result.err
