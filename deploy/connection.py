@@ -55,13 +55,18 @@ class Connection:
 
     def pyinfra_data(self) -> dict[str, Any]:
         """Host data for pyinfra's SSH connector."""
+        timeout = self.connect_timeout
         data: dict[str, Any] = {
             "ssh_user": self.user,
             "ssh_strict_host_key_checking": "yes",
-            "ssh_connect_timeout": self.connect_timeout,
+            "ssh_connect_retries": 0,
+            "ssh_paramiko_connect_kwargs": {
+                "timeout": timeout, "banner_timeout": timeout, "auth_timeout": timeout,
+            },
         }
         if self.known_hosts:
             data["ssh_known_hosts_file"] = str(self.known_hosts)
         if self.key:
-            data["ssh_key"] = str(self.key)
+            # The given key only: an agent's or ~/.ssh's keys would make runs differ by who runs.
+            data.update(ssh_key=str(self.key), ssh_allow_agent=False, ssh_look_for_keys=False)
         return data

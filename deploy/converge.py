@@ -1,0 +1,249 @@
+"""Reading nodes and converging them, every node in parallel, each failing alone.
+
+Each node gets a forked worker with a pyinfra `State` of its own: pyinfra's greenlets only run
+in parallel under gevent's monkey-patching, which picl never applies to its process, and a
+process per node also means a node that hangs is killed at its deadline without the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from io import StringIO
+from multiprocessing.connection import Connection as Pipe
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any, TypeVar
+
+from picl.deploy import github, keys
+from picl.deploy.changes import NodePlan, Step
+from picl.deploy.connection import Connection
+from picl.deploy.plan import Plan, plan_node, probe
+from picl.deploy.view import ClusterFacts
+from picl.facts.node import NodeState, Observed, Probe
+
+from picl.spec import Cluster, Node
+
+READ_TIMEOUT = 60  # seconds for a node to answer the plan's one command
+APPLY_TIMEOUT = 1800  # an apt install on a slow SD card takes minutes, not hours
+
+T = TypeVar("T")
+
+
+class NodeFailure(Exception):
+    """A node could not be read or converged; the message says why, in a line or a few."""
+
+
+def _pyinfra_logs() -> list[str]:
+    """Collect what pyinfra reports at WARNING and above, to explain a failure."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger("pyinfra")
+    logger.handlers[:] = [Collect(logging.WARNING)]
+    logger.propagate = False
+    return lines
+
+
+def _session(node: Node, connection: Connection) -> tuple[Any, Any, list[str]]:
+    """A pyinfra State of one connected host."""
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.api.connect import connect_all
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.api.state import StateStage
+
+    logs = _pyinfra_logs()
+    data = {"ssh_hostname": str(node.address), **connection.pyinfra_data()}
+    inventory = Inventory(([(node.name, data)], {}))
+    state = State(inventory, Config())
+    state.set_stage(StateStage.Connect)
+    with contextlib.suppress(PyinfraError):  # a failed connect is read from the host below
+        connect_all(state)
+    host = inventory.get_host(node.name)
+    if not host.connected:
+        raise NodeFailure("unreachable: " + (_last(logs) or "cannot connect over SSH"))
+    return state, host, logs
+
+
+def _last(logs: list[str]) -> str:
+    return "; ".join(line.strip() for line in logs[-3:] if line.strip())
+
+
+def read_node(node: Node, what: Probe, connection: Connection) -> Observed:
+    """The node's state, in one command over one connection."""
+    from pyinfra.api.connect import disconnect_all
+
+    state, host, logs = _session(node, connection)
+    try:
+        observed = host.get_fact(NodeState, probe=what)
+    finally:
+        disconnect_all(state)
+    if not isinstance(observed, Observed):
+        raise NodeFailure("cannot read its state: " + (_last(logs) or "no output"))
+    return observed
+
+
+def _fresh(arguments: dict[str, Any]) -> dict[str, Any]:
+    # A file's content is read when uploaded: each run gets its own stream.
+    return {k: StringIO(v.getvalue()) if isinstance(v, StringIO) else v
+            for k, v in arguments.items()}
+
+
+def apply_node(node: Node, steps: list[Step], connection: Connection) -> int:
+    """Run the steps on the node, in order; the first failure stops it. Returns steps run."""
+    from pyinfra.api.connect import disconnect_all
+    from pyinfra.api.operation import add_op
+    from pyinfra.api.operations import run_ops
+    from pyinfra.api.state import StateStage
+
+    state, host, logs = _session(node, connection)
+    try:
+        state.set_stage(StateStage.Prepare)
+        for step in steps:
+            add_op(state, step.operation, host=host, **_fresh(step.arguments))
+        state.set_stage(StateStage.Execute)
+        run_ops(state)
+    except Exception as exc:  # pyinfra raises its own errors for failed hosts
+        raise NodeFailure(_last(logs) or str(exc)) from None
+    finally:
+        disconnect_all(state)
+    if host in state.failed_hosts:
+        raise NodeFailure(_last(logs) or "an operation failed")
+    return len(steps)
+
+
+@dataclass
+class Outcome:
+    """What happened on one node."""
+
+    node: str
+    ok: bool
+    value: Any = None
+    error: str = ""
+    seconds: float = 0.0
+
+
+def _child(work: Callable[[Any], Any], item: Any, pipe: Pipe) -> None:
+    started = time.monotonic()
+    try:
+        pipe.send(("ok", work(item), time.monotonic() - started))
+    except NodeFailure as exc:
+        pipe.send(("error", str(exc), time.monotonic() - started))
+    except BaseException as exc:  # noqa: BLE001 - a bug must come back as text, not a hang
+        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        pipe.send(("error", f"internal error: {detail}", time.monotonic() - started))
+    finally:
+        pipe.close()
+
+
+def in_parallel(work: Callable[[T], Any], items: dict[str, T], timeout: float) -> Iterator[Outcome]:
+    """Run `work` on every item in a forked process each; yield outcomes as they finish."""
+    context = multiprocessing.get_context("fork")
+    running: dict[Pipe, tuple[str, Any]] = {}
+    for name, item in items.items():
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(target=_child, args=(work, item, send), daemon=True)
+        process.start()
+        send.close()
+        running[receive] = (name, process)
+    deadline = time.monotonic() + timeout
+    while running:
+        ready = wait(list(running), timeout=max(0.0, deadline - time.monotonic()))
+        if not ready:
+            for pipe, (name, process) in running.items():
+                process.kill()
+                process.join()
+                pipe.close()
+                yield Outcome(name, False, error=f"no answer within {timeout:.0f}s")
+            return
+        for pipe in ready:
+            name, process = running.pop(pipe)  # type: ignore[arg-type]
+            try:
+                status, value, seconds = pipe.recv()
+            except EOFError:
+                status, value, seconds = "error", "its worker died", 0.0
+            pipe.close()
+            process.join()
+            if status == "ok":
+                yield Outcome(name, True, value=value, seconds=seconds)
+            else:
+                yield Outcome(name, False, error=value, seconds=seconds)
+
+
+@dataclass
+class Target:
+    """Where a run goes: the spec, how to reach its nodes, where its secrets live."""
+
+    cluster: Cluster
+    connection: Connection
+    secrets_file: Path
+    spec_dir: Path
+    only: list[str] = field(default_factory=list)  # node names; empty: every node
+
+    def selected(self) -> list[Node]:
+        return [n for n in self.cluster.nodes if not self.only or n.name in self.only]
+
+
+def make_plan(target: Target) -> Plan:
+    """Read every node (host keys are shared) and plan the selected ones."""
+    cluster = target.cluster
+    plan = Plan()
+    shared = ClusterFacts(spec_dir=target.spec_dir)
+    names = [name for user in cluster.users for name in user.github]
+    if names:
+        resolved = github.resolve(names)
+        shared.github_keys, plan.warnings = resolved.keys, resolved.warnings
+    shared.cluster_keys, notes = keys.cluster_keys(cluster, target.secrets_file)
+    plan.warnings += notes
+    if any(cluster.secret(u.password) is None for u in cluster.users if u.password):
+        plan.warnings.append("no secrets file: passwords are left as they are on the nodes")
+
+    errors: dict[str, str] = {}
+    nodes = {node.name: node for node in cluster.nodes}
+    work = _reader(cluster, target.connection)
+    for outcome in in_parallel(work, nodes, READ_TIMEOUT):
+        if outcome.ok:
+            shared.observed[outcome.node] = outcome.value
+        else:
+            errors[outcome.node] = outcome.error
+    for node in target.selected():
+        if node.name in errors:
+            plan.nodes.append(NodePlan(node.name, error=errors[node.name]))
+        else:
+            plan.nodes.append(plan_node(cluster, node, shared.observed[node.name], shared))
+    return plan
+
+
+def _reader(cluster: Cluster, connection: Connection) -> Callable[[Node], Observed]:
+    return lambda node: read_node(node, probe(cluster, node), connection)
+
+
+def steps_of(node_plan: NodePlan) -> list[Step]:
+    """The node's steps in plan order; a step shared by several changes runs once."""
+    seen: set[int] = set()
+    steps = []
+    for change in node_plan.changes:
+        for step in change.steps:
+            if id(step) not in seen:
+                seen.add(id(step))
+                steps.append(step)
+    return steps
+
+
+def apply_plan(target: Target, plan: Plan) -> Iterator[Outcome]:
+    """Converge every node of the plan that has changes; yield each node's outcome."""
+    todo = {n.node: n for n in plan.nodes if n.changes and not n.error}
+    nodes = {name: target.cluster.node(name) for name in todo}
+
+    def converge(node: Node) -> int:
+        return apply_node(node, steps_of(todo[node.name]), target.connection)
+
+    yield from in_parallel(converge, nodes, APPLY_TIMEOUT)

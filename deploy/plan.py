@@ -1,0 +1,69 @@
+"""Desired vs observed, per node: the changes that converge it, in the order apply runs them.
+
+Pure: facts in, changes out. Reading the nodes and running the steps is `converge`'s job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from picl.deploy import boot, files, names, packages, shares, ssh, time, users
+from picl.deploy.changes import Change, NodePlan
+from picl.deploy.view import ClusterFacts, NodeView
+from picl.facts.node import Observed, Probe
+
+from picl.spec import Cluster, Node
+
+# Users first (files are owned by them), then their keys, then the rest of the node.
+CONCERNS: tuple[Callable[[NodeView], list[Change]], ...] = (
+    users.changes,
+    ssh.changes,
+    names.changes,
+    boot.changes,
+    time.changes,
+    packages.changes,
+    files.changes,
+    shares.changes,
+)
+
+
+def probe(cluster: Cluster, node: Node) -> Probe:
+    """What to read on `node` for this spec."""
+    return Probe(
+        users=tuple(u.name for u in cluster.users),
+        files=tuple(f.path for f in cluster.files if node in cluster.selected(f.nodes)),
+        directories=tuple(s.export for s in cluster.shares if s.server == node.name),
+        packages=tuple(dict.fromkeys([*cluster.packages.all, *node.packages])),
+    )
+
+
+def plan_node(cluster: Cluster, node: Node, observed: Observed, shared: ClusterFacts) -> NodePlan:
+    view = NodeView(cluster, node, observed, shared)
+    changes: list[Change] = []
+    for concern in CONCERNS:
+        changes += concern(view)
+    return NodePlan(node.name, changes)
+
+
+@dataclass
+class Plan:
+    """The whole cluster's plan: one NodePlan per selected node, and what the run noticed."""
+
+    nodes: list[NodePlan] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> int:
+        return sum(len(n.changes) for n in self.nodes)
+
+    @property
+    def failed(self) -> list[NodePlan]:
+        return [n for n in self.nodes if n.error]
+
+    def summary(self) -> dict[str, int]:
+        total = {"create": 0, "update": 0, "remove": 0}
+        for node in self.nodes:
+            for action, count in node.counts.items():
+                total[action] += count
+        return total

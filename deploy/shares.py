@@ -1,0 +1,86 @@
+"""NFS, server side: the primary exports each share to the cluster's addresses only.
+
+Client mounts go through fstab and its safe editing, not here.
+"""
+
+from __future__ import annotations
+
+from picl.deploy.changes import Attribute, Change, text_diff
+from picl.deploy.commands import command, put, sh
+from picl.deploy.view import NodeView
+
+from picl.spec import Cluster, Share
+
+EXPORTS = "/etc/exports.d/picl.exports"
+HEADER = "# Managed by picl from cluster.toml ([[shares]]): edit the spec, not this file.\n"
+DEFAULT_OPTIONS = ("rw", "sync", "no_subtree_check", "root_squash")
+# Options that replace each other: a spec's `ro` drops the default `rw`.
+OPPOSITES = {
+    "rw": "ro", "ro": "rw", "sync": "async", "async": "sync",
+    "root_squash": "no_root_squash", "no_root_squash": "root_squash",
+    "subtree_check": "no_subtree_check", "no_subtree_check": "subtree_check",
+}
+
+
+def export_options(share: Share) -> str:
+    options = list(DEFAULT_OPTIONS)
+    for option in share.options.split(","):
+        if option in options:
+            continue
+        opposite = OPPOSITES.get(option)
+        if opposite in options:
+            options[options.index(opposite)] = option
+        else:
+            options.append(option)
+    return ",".join(options)
+
+
+def clients(cluster: Cluster, share: Share) -> list[str]:
+    nodes = cluster.selected(share.clients)
+    return [str(n.address) for n in nodes if n.name != share.server]
+
+
+def exports(cluster: Cluster, server: str) -> str | None:
+    """The exports file of a node, or None when it serves no share."""
+    served = [s for s in cluster.shares if s.server == server]
+    if not served:
+        return None
+    lines = [HEADER]
+    for share in served:
+        options = export_options(share)
+        targets = " ".join(f"{address}({options})" for address in clients(cluster, share))
+        lines.append(f"{share.export} {targets}\n")
+    return "".join(lines)
+
+
+def owner_ids(cluster: Cluster, share: Share) -> tuple[int, int]:
+    """The exported directory's owner: the share's, else the first personal user, else root."""
+    users = [u for u in cluster.users if u.name == share.owner] or [
+        u for u in cluster.users if u.uid >= 1000
+    ]
+    return (users[0].uid, users[0].primary_gid) if users else (0, 0)
+
+
+def changes(view: NodeView) -> list[Change]:
+    found = []
+    for share in view.cluster.shares:
+        if share.server != view.node.name:
+            continue
+        uid, gid = owner_ids(view.cluster, share)
+        stat = view.observed.stats.get(share.export)
+        if stat is None or (stat.uid, stat.gid) != (uid, gid):
+            found.append(Change(
+                f"export_dir {share.export}", "create" if stat is None else "update",
+                (Attribute("owner", f"{stat.uid}:{stat.gid}" if stat else None, f"{uid}:{gid}"),),
+                steps=(sh(command("install", "-d", "-o", str(uid), "-g", str(gid),
+                                  share.export)),),
+            ))
+    wanted = exports(view.cluster, view.node.name)
+    current = view.observed.file(EXPORTS)
+    if wanted is not None and current != wanted:
+        found.append(Change(
+            "exports", "create" if current is None else "update",
+            diff=text_diff(EXPORTS, current, wanted),
+            steps=(put(EXPORTS, wanted), sh("exportfs -ra")),
+        ))
+    return found

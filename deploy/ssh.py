@@ -1,0 +1,113 @@
+"""SSH: picl's keys in authorized_keys, the cluster key pair, pinned host keys for every node."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from picl.deploy.changes import Attribute, Change, block_lines, text_diff, with_block
+from picl.deploy.commands import command, put, sh
+from picl.deploy.view import NodeView, home
+
+from picl.spec import User
+
+KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+CLUSTER_KEY = ".ssh/id_ed25519"
+
+
+def _key_label(key: str) -> str:
+    """How a key shows in a plan: its type and comment (or the end of its data)."""
+    fields = key.split()
+    return f"{fields[0]} {fields[2] if len(fields) > 2 else '…' + fields[1][-8:]}"
+
+
+def authorized(view: NodeView, user: User, have: list[str]) -> list[str]:
+    """Every key picl puts in the user's authorized_keys, in a stable order."""
+    keys = list(user.ssh_keys)
+    for name in user.github:
+        keys += view.shared.github_keys.get(name, [])
+    pair = view.shared.cluster_keys.get(user.name)
+    if user.cluster_key and pair:
+        keys.append(pair.public)
+    if any(name not in view.shared.github_keys for name in user.github):
+        keys += have  # a GitHub user's keys could not be resolved: remove nothing
+    return list(dict.fromkeys(keys))
+
+
+def _ssh_dir(user: User) -> str:
+    path = f"{home(user)}/.ssh"
+    return command("install", "-d", "-m", "0700", "-o", user.name, "-g", user.name, path)
+
+
+def _authorized_keys(view: NodeView, user: User) -> Iterator[Change]:
+    current = view.observed.user_files.get(("authorized_keys", user.name))
+    have = block_lines(current)
+    wanted = authorized(view, user, have or [])
+    if have == wanted or (have is None and not wanted):
+        return
+    path = f"{home(user)}/.ssh/authorized_keys"
+    group = user.name if user.name != "root" else "root"
+    yield Change(
+        f"authorized_keys {user.name}",
+        "create" if current is None else "update",
+        (Attribute("keys", [_key_label(k) for k in have or []],
+                   [_key_label(k) for k in wanted]),),
+        steps=(sh(_ssh_dir(user)),
+               put(path, with_block(current, wanted), user.name, group, "0600")),
+    )
+
+
+def _cluster_key(view: NodeView, user: User) -> Iterator[Change]:
+    pair = view.shared.cluster_keys.get(user.name)
+    if not user.cluster_key or pair is None:
+        return
+    public = view.observed.user_files.get(("cluster_key", user.name))
+    private = view.observed.user_stats.get(("cluster_key_private", user.name))
+    if public == pair.public and private is not None:
+        return
+    path = f"{home(user)}/{CLUSTER_KEY}"
+    group = user.name if user.name != "root" else "root"
+    yield Change(
+        f"cluster_key {user.name}",
+        "create" if public is None else "update",
+        (Attribute("key pair", "", "", sensitive=True),),
+        steps=(sh(_ssh_dir(user)),
+               put(path, pair.private, user.name, group, "0600"),
+               put(path + ".pub", pair.public, user.name, group, "0644")),
+        sensitive=True,
+    )
+
+
+def known_hosts_lines(view: NodeView) -> list[str]:
+    """Every node's host keys, by name, name.domain and address; kept for unreachable nodes."""
+    cluster = view.cluster
+    current = block_lines(view.observed.file(KNOWN_HOSTS)) or []
+    lines: list[str] = []
+    for node in cluster.nodes:
+        names = f"{node.name},{node.name}.{cluster.cluster.domain},{node.address}"
+        peer = view.shared.observed.get(node.name)
+        if peer is None:
+            lines += [line for line in current if line.split(" ", 1)[0] == names]
+            continue
+        for key in sorted(peer.host_keys):
+            key_type, blob = key.split()[:2]
+            lines.append(f"{names} {key_type} {blob}")
+    return lines
+
+
+def _known_hosts(view: NodeView) -> Iterator[Change]:
+    current = view.observed.file(KNOWN_HOSTS)
+    wanted = known_hosts_lines(view)
+    if block_lines(current) == wanted:
+        return
+    text = with_block(current, wanted)
+    yield Change("known_hosts", "create" if current is None else "update",
+                 diff=text_diff(KNOWN_HOSTS, current, text), steps=(put(KNOWN_HOSTS, text),))
+
+
+def changes(view: NodeView) -> list[Change]:
+    found: list[Change] = []
+    for user in view.cluster.users:
+        found += _authorized_keys(view, user)
+        found += _cluster_key(view, user)
+    found += _known_hosts(view)
+    return found

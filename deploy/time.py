@@ -1,0 +1,64 @@
+"""Time: the timezone, and chrony: the primary syncs from the pools and serves the cluster.
+
+The boards have no RTC. With `serve = true` the primary answers the cluster subnet and keeps
+serving from its own clock (`local stratum 10`) when the uplink is gone, so a cluster carried
+offline keeps one time. The others sync from the primary first, the pools after.
+"""
+
+from __future__ import annotations
+
+from picl.deploy.changes import Attribute, Change, text_diff
+from picl.deploy.commands import command, put, sh
+from picl.deploy.view import NodeView
+
+CHRONY_CONF = "/etc/chrony/chrony.conf"
+HEADER = "# Managed by picl from cluster.toml ([time]): edit the spec, not this file.\n"
+# Debian's own settings, kept so chrony behaves as packaged.
+DEBIAN_DEFAULTS = """\
+confdir /etc/chrony/conf.d
+sourcedir /run/chrony-dhcp
+sourcedir /etc/chrony/sources.d
+keyfile /etc/chrony/chrony.keys
+driftfile /var/lib/chrony/chrony.drift
+ntsdumpdir /var/lib/chrony
+logdir /var/log/chrony
+maxupdateskew 100.0
+rtcsync
+makestep 1 3
+leapsectz right/UTC
+"""
+
+
+def chrony_conf(view: NodeView) -> str:
+    time = view.cluster.time
+    lines = [HEADER]
+    if view.is_primary or not time.serve:
+        lines += [f"pool {server} iburst\n" for server in time.servers]
+    else:
+        lines.append(f"server {view.cluster.primary.address} iburst prefer\n")
+        lines += [f"pool {server} iburst\n" for server in time.servers]
+    if view.is_primary and time.serve:
+        lines.append(f"allow {view.cluster.network.subnet}\n")
+        lines.append("local stratum 10\n")
+    return "".join(lines) + "\n" + DEBIAN_DEFAULTS
+
+
+def changes(view: NodeView) -> list[Change]:
+    found = []
+    zone = view.cluster.cluster.timezone
+    if view.observed.timezone != zone:
+        found.append(Change(
+            "timezone", "update", (Attribute("timezone", view.observed.timezone, zone),),
+            steps=(sh(command("ln", "-sfn", f"/usr/share/zoneinfo/{zone}", "/etc/localtime"),
+                      f"echo {command(zone)} > /etc/timezone"),),
+        ))
+    current = view.observed.file(CHRONY_CONF)
+    wanted = chrony_conf(view)
+    if current != wanted:
+        found.append(Change(
+            "chrony", "create" if current is None else "update",
+            diff=text_diff(CHRONY_CONF, current, wanted),
+            # try-restart: a chrony the node does not run (no CAP_SYS_TIME) is left stopped.
+            steps=(put(CHRONY_CONF, wanted), sh("systemctl try-restart chrony")),
+        ))
+    return found

@@ -1,0 +1,235 @@
+"""Everything picl needs to know about one node, read in one SSH round trip.
+
+pyinfra's own facts cost a command each; a no-op plan of the whole spec would cost dozens of
+round trips per node. `NodeState` is one pyinfra fact whose command prints every section picl
+compares (files as base64, so no content can be mistaken for a section marker), and whose
+`process` parses them into an `Observed` node.
+"""
+
+from __future__ import annotations
+
+import base64
+import shlex
+from dataclasses import dataclass, field
+
+from pyinfra.api import FactBase
+
+MARK = "@@picl"
+ABSENT = "!absent"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What to read on a node: the parts of the state that depend on the spec."""
+
+    users: tuple[str, ...] = ()  # their authorized_keys, sudoers drop-in, cluster key, home
+    files: tuple[str, ...] = ()  # managed files: content and ownership
+    directories: tuple[str, ...] = ()  # exported directories: ownership and mode
+    packages: tuple[str, ...] = ()
+
+
+# Files read whole on every node, by section name.
+SYSTEM_FILES = {
+    "hostname": "/etc/hostname",
+    "hosts": "/etc/hosts",
+    "chrony": "/etc/chrony/chrony.conf",
+    "exports": "/etc/exports.d/picl.exports",
+    "known_hosts": "/etc/ssh/ssh_known_hosts",
+}
+
+
+def _file(section: str, quoted: str) -> str:
+    """Print a file as base64 (any content survives: no newline at the end, marker-like lines).
+
+    `quoted` is a shell word: a quoted path, or an expression like "$h/.ssh/authorized_keys".
+    """
+    return (
+        f"echo {shlex.quote(f'{MARK} {section}')}; "
+        f"if [ -f {quoted} ]; then base64 -w0 {quoted}; echo; else echo {ABSENT}; fi"
+    )
+
+
+def _stat(section: str, quoted: str) -> str:
+    return (
+        f"echo {shlex.quote(f'{MARK} {section}')}; "
+        f"stat -c '%U %G %a %u %g %F' {quoted} 2>/dev/null || echo {ABSENT}"
+    )
+
+
+def script(probe: Probe) -> str:
+    """The shell script that prints every section of a node's state. Always exits 0."""
+    parts = [
+        f"echo '{MARK} live_hostname'; hostname",
+        f"echo '{MARK} boot_id'; cat /proc/sys/kernel/random/boot_id",
+        f"echo '{MARK} passwd'; getent passwd",
+        f"echo '{MARK} group'; getent group",
+        f"echo '{MARK} target'; systemctl get-default 2>/dev/null || echo {ABSENT}",
+        f"echo '{MARK} localtime'; readlink /etc/localtime || echo {ABSENT}",
+        f"echo '{MARK} host_keys'; cat /etc/ssh/ssh_host_*_key.pub 2>/dev/null",
+        f"echo '{MARK} network'; "
+        "if [ -d /etc/NetworkManager ]; then echo networkmanager; "
+        "elif [ -f /etc/dhcpcd.conf ]; then echo dhcpcd; else echo unknown; fi",
+    ]
+    parts += [_file(section, shlex.quote(path)) for section, path in SYSTEM_FILES.items()]
+    if probe.packages:
+        names = " ".join(shlex.quote(p) for p in probe.packages)
+        parts.append(
+            f"echo '{MARK} packages'; "
+            f"dpkg-query -W -f='${{Package}} ${{db:Status-Abbrev}}\\n' {names} 2>/dev/null; true"
+        )
+    for user in probe.users:
+        # A user that does not exist yet has no home to read from.
+        account = f"getent passwd {shlex.quote(user)} | cut -d: -f6"
+        parts.append(f"h=$({account}); h=${{h:-/nonexistent}}")
+        parts.append(_file(f"authorized_keys {user}", '"$h/.ssh/authorized_keys"'))
+        parts.append(_file(f"cluster_key {user}", '"$h/.ssh/id_ed25519.pub"'))
+        parts.append(_stat(f"cluster_key_private {user}", '"$h/.ssh/id_ed25519"'))
+        parts.append(_file(f"sudoers {user}", shlex.quote(f"/etc/sudoers.d/picl-{user}")))
+        parts.append(_stat(f"home {user}", '"$h"'))
+        parts.append(_stat(f"xauthority {user}", '"$h/.Xauthority"'))
+        # A password hash is compared by digest: the hash itself never leaves the node.
+        parts.append(f"echo {shlex.quote(f'{MARK} password {user}')}; "
+                     f"getent shadow {shlex.quote(user)} | cut -d: -f2 | sha256sum | cut -c1-64")
+    for path in probe.files:
+        parts.append(_file(f"file {path}", shlex.quote(path)))
+        parts.append(_stat(f"file_stat {path}", shlex.quote(path)))
+    for path in probe.directories:
+        parts.append(_stat(f"directory {path}", shlex.quote(path)))
+    return "\n".join(parts) + "\ntrue\n"
+
+
+@dataclass(frozen=True)
+class Stat:
+    owner: str
+    group: str
+    mode: str  # four octal digits
+    uid: int
+    gid: int
+    kind: str
+
+    @classmethod
+    def parse(cls, line: str) -> Stat | None:
+        if line == ABSENT:
+            return None
+        owner, group, mode, uid, gid, kind = line.split(" ", 5)
+        return cls(owner, group, mode.zfill(4), int(uid), int(gid), kind)
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    gid: int
+    members: tuple[str, ...]
+
+
+@dataclass
+class Observed:
+    """A node's live state, as `NodeState` read it."""
+
+    live_hostname: str = ""
+    boot_id: str = ""
+    accounts: dict[str, Account] = field(default_factory=dict)
+    groups: dict[str, Group] = field(default_factory=dict)
+    target: str | None = None
+    localtime: str | None = None
+    host_keys: list[str] = field(default_factory=list)
+    password_digests: dict[str, str] = field(default_factory=dict)  # user -> sha256 of hash
+    network_backend: str = "unknown"
+    files: dict[str, str | None] = field(default_factory=dict)  # path -> text (None: absent)
+    stats: dict[str, Stat | None] = field(default_factory=dict)  # path -> stat
+    packages: dict[str, bool] = field(default_factory=dict)  # name -> installed
+    user_files: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    user_stats: dict[tuple[str, str], Stat | None] = field(default_factory=dict)
+
+    def file(self, path: str) -> str | None:
+        return self.files.get(path)
+
+    @property
+    def timezone(self) -> str | None:
+        if not self.localtime or "zoneinfo/" not in self.localtime:
+            return None
+        return self.localtime.split("zoneinfo/", 1)[1]
+
+    def supplementary_groups(self, user: str) -> set[str]:
+        return {g.name for g in self.groups.values() if user in g.members}
+
+
+def _decode(line: str) -> str | None:
+    if line == ABSENT:
+        return None
+    return base64.b64decode(line).decode("utf-8", errors="replace")
+
+
+def sections(lines: list[str]) -> dict[str, list[str]]:
+    """Split the script's output at its markers."""
+    found: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in lines:
+        if line.startswith(MARK + " "):
+            current = found.setdefault(line[len(MARK) + 1 :], [])
+        elif current is not None:
+            current.append(line)
+    return found
+
+
+def parse(lines: list[str]) -> Observed:
+    """The script's output -> Observed."""
+    found = sections(lines)
+    first = {name: (body[0] if body else "") for name, body in found.items()}
+    observed = Observed(
+        live_hostname=first.get("live_hostname", ""),
+        boot_id=first.get("boot_id", ""),
+        target=None if first.get("target") in (None, ABSENT) else first["target"],
+        localtime=None if first.get("localtime") in (None, ABSENT) else first["localtime"],
+        host_keys=[line for line in found.get("host_keys", []) if line.strip()],
+        network_backend=first.get("network", "unknown"),
+    )
+    for line in found.get("passwd", []):
+        fields = line.split(":")
+        if len(fields) >= 7:
+            observed.accounts[fields[0]] = Account(
+                fields[0], int(fields[2]), int(fields[3]), fields[5], fields[6]
+            )
+    for line in found.get("group", []):
+        fields = line.split(":")
+        if len(fields) >= 4:
+            members = tuple(m for m in fields[3].split(",") if m)
+            observed.groups[fields[0]] = Group(fields[0], int(fields[2]), members)
+    for line in found.get("packages", []):
+        name, _, status = line.partition(" ")
+        observed.packages[name] = status.startswith("ii")
+    for section, path in SYSTEM_FILES.items():
+        observed.files[path] = _decode(first.get(section, ABSENT))
+    for name, body in found.items():
+        kind, _, rest = name.partition(" ")
+        value = body[0] if body else ABSENT
+        if kind == "file":
+            observed.files[rest] = _decode(value)
+        elif kind in ("file_stat", "directory"):
+            observed.stats[rest] = Stat.parse(value)
+        elif kind in ("authorized_keys", "cluster_key", "sudoers"):
+            observed.user_files[(kind, rest)] = _decode(value)
+        elif kind == "password":
+            observed.password_digests[rest] = value
+        elif kind in ("cluster_key_private", "home", "xauthority"):
+            observed.user_stats[(kind, rest)] = Stat.parse(value)
+    return observed
+
+
+class NodeState(FactBase[Observed]):
+    """A node's whole state as picl compares it, in one command."""
+
+    def command(self, probe: Probe) -> str:
+        return script(probe)
+
+    def process(self, output: list[str]) -> Observed:
+        return parse(output)

@@ -1,0 +1,181 @@
+"""`picl plan` and `picl apply`: what would change, per node and resource; then change it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.markup import escape
+
+from picl.cli.env import Env
+from picl.deploy.changes import SENSITIVE, Change, NodePlan
+from picl.deploy.connection import Connection
+from picl.deploy.converge import Outcome, Target, apply_plan, make_plan
+from picl.deploy.lock import converging
+from picl.deploy.plan import Plan
+from picl.errors import PiclError
+from picl.exit import ExitStatus
+from picl.spec import SECRETS_FILE
+
+SYMBOL = {"create": ("+", "green"), "update": ("~", "yellow"), "remove": ("-", "red")}
+
+node_option = click.option("--node", "nodes", multiple=True, metavar="N",
+                           help="Only this node (repeatable).")
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="One JSON document on stdout, nothing else there.")
+
+
+def target(env: Env, nodes: tuple[str, ...]) -> Target:
+    cluster = env.cluster
+    known = [n.name for n in cluster.nodes]
+    for name in nodes:
+        if name not in known:
+            raise PiclError(f"--node {name}: not a node of {env.spec_path} ({', '.join(known)})")
+    spec_dir = env.spec_path.resolve().parent
+    return Target(
+        cluster=cluster,
+        connection=Connection.from_environ(),
+        secrets_file=env.secrets_path or spec_dir / SECRETS_FILE,
+        spec_dir=spec_dir,
+        only=list(nodes),
+    )
+
+
+def change_document(change: Change) -> dict[str, Any]:
+    return {
+        "resource": change.resource,
+        "action": change.action,
+        "attributes": [
+            dict(zip(("before", "after"), a.shown(), strict=True), name=a.name)
+            if a.sensitive else {"name": a.name, "before": a.before, "after": a.after}
+            for a in change.attributes
+        ],
+        "diff": SENSITIVE if change.sensitive else change.diff,
+    }
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON: `nodes[]` of {node, error, changes[]}, `summary`, `warnings`."""
+    return {
+        "nodes": [
+            {"node": n.node, "error": n.error,
+             "changes": [change_document(c) for c in n.changes]}
+            for n in plan.nodes
+        ],
+        "summary": {**plan.summary(), "nodes": len(plan.nodes),
+                    "unreachable": len(plan.failed)},
+        "warnings": plan.warnings,
+    }
+
+
+def summary_line(plan: Plan) -> str:
+    total = plan.summary()
+    line = (f"Plan: {total['create']} to add, {total['update']} to change, "
+            f"{total['remove']} to remove on {len(plan.nodes)} node"
+            f"{'s' * (len(plan.nodes) != 1)}")
+    if plan.failed:
+        line += f"; {len(plan.failed)} unreachable"
+    return line
+
+
+def show_node(env: Env, node: NodePlan) -> None:
+    out = env.out
+    if node.error:
+        out.print(f"[bold]{node.node}[/]: [red]{escape(node.error)}[/]")
+        return
+    if not node.changes:
+        out.print(f"[bold]{node.node}[/]: [dim]no changes[/]")
+        return
+    out.print(f"[bold]{node.node}[/]")
+    for change in node.changes:
+        symbol, colour = SYMBOL[change.action]
+        out.print(f"  [{colour}]{symbol} {escape(change.resource)}[/]")
+        for attribute in change.attributes:
+            before, after = attribute.shown()
+            out.print(f"      {escape(attribute.name)}: {escape(before)} -> {escape(after)}")
+        if change.diff and not change.sensitive:
+            for line in change.diff.splitlines():
+                style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
+                text = f"      {escape(line)}"
+                out.print(f"[{style}]{text}[/]" if style else text)
+
+
+def show_plan(env: Env, plan: Plan) -> None:
+    for warning in plan.warnings:
+        env.warn(warning)
+    for node in plan.nodes:
+        show_node(env, node)
+    env.out.print(summary_line(plan) if plan.changes or plan.failed else
+                  "No changes: the cluster matches the spec.")
+
+
+@click.command()
+@node_option
+@json_option
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 2 when there are changes (0 none, 1 error).")
+@click.pass_obj
+def plan(env: Env, nodes: tuple[str, ...], as_json: bool, detailed_exitcode: bool) -> int:
+    """Show what apply would change on each node, and why."""
+    result = make_plan(target(env, nodes))
+    if as_json:
+        click.echo(json.dumps(plan_document(result), indent=2, default=str))
+    else:
+        show_plan(env, result)
+    if result.failed:
+        return ExitStatus.ERROR
+    return ExitStatus.CHANGES if detailed_exitcode and result.changes else ExitStatus.OK
+
+
+def _confirm(env: Env, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise PiclError("apply: no terminal to confirm on; run with --yes to apply")
+    if not click.confirm("Apply these changes?", default=False, err=True):
+        raise PiclError("apply: cancelled, nothing changed")
+
+
+def _report(env: Env, outcome: Outcome, plan: Plan) -> None:
+    count = next(len(n.changes) for n in plan.nodes if n.node == outcome.node)
+    if outcome.ok:
+        env.out.print(f"[bold]{outcome.node}[/]: [green]converged[/] "
+                      f"({count} change{'s' * (count != 1)}, {outcome.seconds:.1f}s)")
+    else:
+        env.out.print(f"[bold]{outcome.node}[/]: [red]FAILED[/]: {escape(outcome.error)}")
+
+
+@click.command()
+@node_option
+@click.option("--yes", is_flag=True, help="Apply without asking.")
+@json_option
+@click.pass_obj
+def apply(env: Env, nodes: tuple[str, ...], yes: bool, as_json: bool) -> int:
+    """Converge the nodes to the spec: shows the plan, asks, applies in parallel."""
+    run = target(env, nodes)
+    with converging(run.cluster.cluster.name):
+        result = make_plan(run)
+        if not as_json:
+            show_plan(env, result)
+        outcomes: list[Outcome] = []
+        if result.changes:
+            _confirm(env, yes)
+            for outcome in apply_plan(run, result):
+                outcomes.append(outcome)
+                if not as_json:
+                    _report(env, outcome, result)
+    failed = [o for o in outcomes if not o.ok]
+    if as_json:
+        document = plan_document(result)
+        document["applied"] = [
+            {"node": o.node, "ok": o.ok, "error": o.error or None, "seconds": round(o.seconds, 2)}
+            for o in outcomes
+        ]
+        click.echo(json.dumps(document, indent=2, default=str))
+    elif result.changes:
+        done = len(outcomes) - len(failed)
+        env.out.print(f"Apply: {done} node{'s' * (done != 1)} converged, {len(failed)} failed"
+                      + (f", {len(result.failed)} unreachable" if result.failed else ""))
+    return ExitStatus.ERROR if failed or result.failed else ExitStatus.OK

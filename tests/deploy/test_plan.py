@@ -1,0 +1,186 @@
+"""Compiling the spec as data: a spec and a node's state in, changes and their steps out."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from picl.deploy import boot, names, packages, shares, ssh, time, users
+from picl.deploy.changes import BEGIN, END, block_lines, with_block
+from picl.deploy.plan import plan_node
+from picl.facts.node import Account
+from picl.spec import Cluster
+from tests.deploy.conftest import PAIR, fresh_node, view
+
+
+def commands(change) -> list[str]:
+    return [str(c) for step in change.steps for c in step.arguments.get("commands", [])]
+
+
+def by_resource(changes) -> dict:
+    return {c.resource: c for c in changes}
+
+
+def test_stock_user_is_renamed_keeping_its_files(cluster: Cluster) -> None:
+    found = by_resource(users.changes(view(cluster, "node1", fresh_node())))
+    change = found["user federico"]
+    assert change.action == "create"
+    assert ("renamed from", None, "picocluster") in [(a.name, a.before, a.after)
+                                                      for a in change.attributes]
+    assert commands(change)[:3] == [
+        "usermod -l federico -d /home/federico -m picocluster",
+        "groupmod -n federico picocluster",
+        "rm -f /home/federico/.Xauthority",
+    ]
+    assert "usermod -a -G adm federico" in commands(change)
+    assert "group federico" not in found  # renamed with the user
+
+
+def test_new_user_is_added_with_exact_ids(cluster: Cluster) -> None:
+    observed = fresh_node()
+    del observed.accounts["picocluster"], observed.groups["picocluster"]
+    found = by_resource(users.changes(view(cluster, "node1", observed)))
+    assert commands(found["group federico"]) == ["groupadd -g 1000 federico"]
+    assert commands(found["user federico"])[0] == (
+        "useradd -m -d /home/federico -u 1000 -g 1000 -s /bin/bash federico")
+
+
+def test_uid_drift_is_an_update_naming_the_attribute(cluster: Cluster) -> None:
+    observed = fresh_node()
+    observed.accounts["federico"] = Account("federico", 1001, 1000, "/home/federico", "/bin/bash")
+    observed.groups["federico"] = dataclasses.replace(observed.groups["picocluster"],
+                                                      name="federico")
+    observed.groups["sudo"] = dataclasses.replace(observed.groups["sudo"], members=("federico",))
+    observed.groups["adm"] = dataclasses.replace(observed.groups["adm"], members=("federico",))
+    change = by_resource(users.changes(view(cluster, "node1", observed)))["user federico"]
+    assert change.action == "update"
+    assert [(a.name, a.before, a.after) for a in change.attributes] == [("uid", 1001, 1000)]
+    assert commands(change) == ["usermod -u 1000 federico"]
+
+
+def test_sudo_drop_in_is_checked_by_visudo_before_it_counts(cluster: Cluster) -> None:
+    change = by_resource(users.changes(view(cluster, "node1", fresh_node())))["sudo federico"]
+    steps = commands(change)
+    assert steps[1] == "visudo -cqf /etc/sudoers.d/.picl-federico.new"
+    assert steps[-1] == "mv /etc/sudoers.d/.picl-federico.new /etc/sudoers.d/picl-federico"
+
+
+def test_root_password_is_sensitive_everywhere(cluster: Cluster) -> None:
+    change = by_resource(users.changes(view(cluster, "node1", fresh_node())))["password root"]
+    assert change.sensitive
+    assert change.attributes[0].shown() == ("(sensitive)", "(sensitive)")
+    assert "$6$salt$hash" not in repr(change.attributes)
+    (command,) = change.steps[0].arguments["commands"]
+    assert str(command) == "usermod -p '*MASKED*' root"
+    assert command.get_raw_value() == "usermod -p '$6$salt$hash' root"
+
+
+def test_hosts_block_lists_every_node_and_keeps_foreign_lines(cluster: Cluster) -> None:
+    change = by_resource(names.changes(view(cluster, "node1", fresh_node())))["hosts"]
+    text = change.steps[0].arguments["src"].getvalue()
+    assert text.startswith("127.0.0.1\tlocalhost\n")
+    assert block_lines(text) == ["10.1.10.240\tnode0.cluster node0",
+                                 "10.1.10.241\tnode1.cluster node1",
+                                 "10.1.10.242\tnode2.cluster node2"]
+    assert "+10.1.10.242\tnode2.cluster node2" in change.diff
+
+
+def test_hostname_change_shows_before_and_after(cluster: Cluster) -> None:
+    change = by_resource(names.changes(view(cluster, "node1", fresh_node())))["hostname"]
+    assert [(a.before, a.after) for a in change.attributes] == [("raspberrypi", "node1")]
+
+
+def test_target_per_node(cluster: Cluster) -> None:
+    assert boot.changes(view(cluster, "node0", fresh_node("node0"))) == []
+    (change,) = boot.changes(view(cluster, "node1", fresh_node()))
+    assert commands(change) == ["systemctl set-default multi-user.target"]
+
+
+def test_primary_serves_time_and_workers_prefer_it(cluster: Cluster) -> None:
+    primary = time.chrony_conf(view(cluster, "node0", fresh_node("node0")))
+    worker = time.chrony_conf(view(cluster, "node1", fresh_node()))
+    assert "allow 10.1.10.0/24\n" in primary and "local stratum 10\n" in primary
+    assert "pool 0.debian.pool.ntp.org iburst\n" in primary
+    assert worker.index("server 10.1.10.240 iburst prefer") < worker.index("pool ")
+    assert "allow" not in worker
+
+
+def test_timezone(cluster: Cluster) -> None:
+    change = by_resource(time.changes(view(cluster, "node1", fresh_node())))["timezone"]
+    assert (change.attributes[0].before, change.attributes[0].after) == (
+        "Etc/UTC", "America/New_York")
+
+
+def test_missing_packages_share_one_apt_run(cluster: Cluster) -> None:
+    found = packages.changes(view(cluster, "node2", fresh_node("node2")))
+    assert [c.resource for c in found] == ["package htop", "package openmpi-bin",
+                                           "package stress"]
+    assert len({id(c.steps[0]) for c in found}) == 1
+    assert found[0].steps[0].arguments == {"packages": ["htop", "openmpi-bin", "stress"]}
+
+
+def test_installed_packages_are_no_change(cluster: Cluster) -> None:
+    observed = fresh_node()
+    observed.packages.update({"htop": True, "openmpi-bin": True})
+    assert packages.changes(view(cluster, "node1", observed)) == []
+
+
+def test_exports_limited_to_the_cluster_with_safe_defaults(cluster: Cluster) -> None:
+    assert shares.exports(cluster, "node0").splitlines()[1] == (
+        "/srv/shared 10.1.10.241(rw,sync,no_subtree_check,root_squash) "
+        "10.1.10.242(rw,sync,no_subtree_check,root_squash)")
+    assert shares.exports(cluster, "node1") is None
+    found = by_resource(shares.changes(view(cluster, "node0", fresh_node("node0"))))
+    assert commands(found["export_dir /srv/shared"]) == ["install -d -o 1000 -g 1000 /srv/shared"]
+    assert commands(found["exports"]) == ["exportfs -ra"]
+
+
+def test_export_options_replace_their_opposites(cluster: Cluster) -> None:
+    share = cluster.shares[0].model_copy(update={"options": "ro,no_root_squash,insecure"})
+    assert shares.export_options(share) == "ro,sync,no_subtree_check,no_root_squash,insecure"
+
+
+def test_authorized_keys_keep_foreign_keys(cluster: Cluster) -> None:
+    observed = fresh_node()
+    observed.user_files[("authorized_keys", "federico")] = "ssh-rsa AAAAforeign bob\n"
+    found = by_resource(ssh.changes(view(cluster, "node1", observed,
+                                         github_keys={"flucifredi": []},
+                                         cluster_keys={"federico": PAIR})))
+    text = found["authorized_keys federico"].steps[1].arguments["src"].getvalue()
+    assert text.splitlines()[0] == "ssh-rsa AAAAforeign bob"
+    assert block_lines(text) == [cluster.users[0].ssh_keys[0], PAIR.public]
+    assert found["cluster_key federico"].sensitive
+
+
+def test_unresolved_github_user_removes_no_key(cluster: Cluster) -> None:
+    observed = fresh_node()
+    observed.user_files[("authorized_keys", "federico")] = with_block(
+        None, ["ssh-ed25519 AAAAfromgithub gh"])
+    change = by_resource(ssh.changes(view(cluster, "node1", observed)))["authorized_keys federico"]
+    after = change.steps[1].arguments["src"].getvalue()
+    assert "ssh-ed25519 AAAAfromgithub gh" in block_lines(after)
+
+
+def test_known_hosts_pin_every_name_and_keep_unreachable_nodes(cluster: Cluster) -> None:
+    observed = fresh_node()
+    observed.files["/etc/ssh/ssh_known_hosts"] = with_block(
+        None, ["node2,node2.cluster,10.1.10.242 ssh-ed25519 AAAAold2"])
+    lines = ssh.known_hosts_lines(view(cluster, "node1", observed))
+    assert lines == ["node1,node1.cluster,10.1.10.241 ssh-ed25519 AAAAkeynode1",
+                     "node2,node2.cluster,10.1.10.242 ssh-ed25519 AAAAold2"]
+
+
+def test_block_round_trip() -> None:
+    text = "a\n" + BEGIN + "\nold\n" + END + "\nb\n"
+    assert with_block(text, ["new"]) == "a\n" + BEGIN + "\nnew\n" + END + "\nb\n"
+    assert block_lines("a\n") is None
+    assert block_lines(with_block("a", [])) == []
+
+
+def test_whole_node_plan_is_ordered_users_first(cluster: Cluster) -> None:
+    node = cluster.node("node1")
+    observed = fresh_node()
+    plan = plan_node(cluster, node, observed, view(cluster, "node1", observed).shared)
+    resources = [c.resource for c in plan.changes]
+    assert resources.index("user federico") < resources.index("authorized_keys federico")
+    assert resources.index("sudo federico") < resources.index("hosts")
+    assert plan.counts["create"] > 0

@@ -1,0 +1,84 @@
+"""NodeState: the one-command fact. Its output parsed, as data; its script run for real here."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+
+import pytest
+
+from picl.facts.node import ABSENT, MARK, Probe, Stat, parse, script, sections
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+OUTPUT = [
+    f"{MARK} live_hostname", "node1",
+    f"{MARK} boot_id", "abc-123",
+    f"{MARK} passwd", "root:x:0:0:root:/root:/bin/bash", "pi:x:1000:1000::/home/pi:/bin/bash",
+    f"{MARK} group", "root:x:0:", "sudo:x:27:pi,ann", "pi:x:1000:",
+    f"{MARK} target", "graphical.target",
+    f"{MARK} localtime", "/usr/share/zoneinfo/Europe/Rome",
+    f"{MARK} host_keys", "ssh-ed25519 AAAA root@node1", "",
+    f"{MARK} network", "networkmanager",
+    f"{MARK} hosts", b64("127.0.0.1 localhost\n"),
+    f"{MARK} chrony", ABSENT,
+    f"{MARK} packages", "htop ii ", "stress un ",
+    f"{MARK} authorized_keys pi", b64(f"{MARK} not a marker\n"),
+    f"{MARK} home pi", "pi pi 755 1000 1000 directory",
+    f"{MARK} password pi", "e3b0c442",
+    f"{MARK} file /etc/motd", "",
+    f"{MARK} file_stat /etc/motd", "root root 644 0 0 regular file",
+]
+
+
+def test_sections_split_at_markers() -> None:
+    found = sections(OUTPUT)
+    assert found["passwd"] == ["root:x:0:0:root:/root:/bin/bash",
+                               "pi:x:1000:1000::/home/pi:/bin/bash"]
+    assert found["chrony"] == [ABSENT]
+
+
+@pytest.mark.parametrize(("attribute", "expected"), [
+    ("live_hostname", "node1"),
+    ("boot_id", "abc-123"),
+    ("target", "graphical.target"),
+    ("timezone", "Europe/Rome"),
+    ("host_keys", ["ssh-ed25519 AAAA root@node1"]),
+    ("network_backend", "networkmanager"),
+    ("packages", {"htop": True, "stress": False}),
+    ("password_digests", {"pi": "e3b0c442"}),
+])
+def test_parsed(attribute: str, expected: object) -> None:
+    assert getattr(parse(OUTPUT), attribute) == expected
+
+
+def test_accounts_groups_and_files() -> None:
+    observed = parse(OUTPUT)
+    assert observed.accounts["pi"].uid == 1000 and observed.accounts["pi"].home == "/home/pi"
+    assert observed.supplementary_groups("pi") == {"sudo"}
+    assert observed.file("/etc/hosts") == "127.0.0.1 localhost\n"
+    assert observed.file("/etc/chrony/chrony.conf") is None
+    assert observed.file("/etc/motd") == ""  # empty, not absent
+    assert observed.user_files[("authorized_keys", "pi")] == f"{MARK} not a marker\n"
+    assert observed.stats["/etc/motd"] == Stat("root", "root", "0644", 0, 0, "regular file")
+    assert observed.user_stats[("home", "pi")].kind == "directory"
+
+
+def test_script_runs_here_and_reads_this_machine(tmp_path) -> None:
+    managed = tmp_path / "it's a file"
+    managed.write_text("no newline at the end")
+    probe = Probe(users=("root", "nobody-here"), files=(str(managed), "/nonexistent/x"),
+                  directories=(str(tmp_path),), packages=("bash", "no-such-package"))
+    out = subprocess.run(["sh", "-c", script(probe)], capture_output=True, text=True, check=True)
+    observed = parse(out.stdout.splitlines())
+    assert observed.accounts["root"].uid == 0
+    assert observed.file(str(managed)) == "no newline at the end"
+    assert observed.file("/nonexistent/x") is None
+    assert observed.stats[str(tmp_path)].kind == "directory"
+    assert observed.packages.get("bash") is True
+    assert "no-such-package" not in observed.packages
+    assert observed.user_stats[("home", "nobody-here")] is None
+    assert len(observed.password_digests["root"]) == 64
