@@ -9,10 +9,11 @@ from __future__ import annotations
 import shlex
 from io import StringIO
 
-from picl.deploy.changes import Step
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.operations import files, server
+
+from picl.deploy.changes import Step
 
 
 def sh(*commands: str | StringCommand) -> Step:

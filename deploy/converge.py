@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -26,7 +27,6 @@ from picl.deploy.connection import Connection
 from picl.deploy.plan import Plan, plan_node, probe
 from picl.deploy.view import ClusterFacts
 from picl.facts.node import NodeState, Observed, Probe
-
 from picl.spec import Cluster, Node
 
 READ_TIMEOUT = 60  # seconds for a node to answer the plan's one command
@@ -53,6 +53,20 @@ def _pyinfra_logs() -> list[str]:
     return lines
 
 
+def _socket(address: str, timeout: int) -> socket.socket:
+    """A TCP connection that notices a node losing power within seconds, not hours."""
+    try:
+        sock = socket.create_connection((address, 22), timeout=timeout)
+    except OSError as exc:
+        raise NodeFailure(f"unreachable: {address}:22: {exc.strerror or exc}") from None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 5)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 2)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 15_000)
+    return sock
+
+
 def _session(node: Node, connection: Connection) -> tuple[Any, Any, list[str]]:
     """A pyinfra State of one connected host."""
     from pyinfra.api import Config, Inventory, State
@@ -62,6 +76,8 @@ def _session(node: Node, connection: Connection) -> tuple[Any, Any, list[str]]:
 
     logs = _pyinfra_logs()
     data = {"ssh_hostname": str(node.address), **connection.pyinfra_data()}
+    sock = _socket(str(node.address), connection.connect_timeout)
+    data["ssh_paramiko_connect_kwargs"] = {**data["ssh_paramiko_connect_kwargs"], "sock": sock}
     inventory = Inventory(([(node.name, data)], {}))
     state = State(inventory, Config())
     state.set_stage(StateStage.Connect)

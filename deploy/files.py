@@ -5,7 +5,6 @@ from __future__ import annotations
 from picl.deploy.changes import Change, attributes, text_diff
 from picl.deploy.commands import put
 from picl.deploy.view import NodeView
-
 from picl.spec import ManagedFile
 
 

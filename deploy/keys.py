@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 from picl.deploy.view import KeyPair
-
 from picl.errors import PiclError
 from picl.spec import Cluster, SecretRef
 

@@ -12,7 +12,6 @@ from picl.deploy import boot, files, names, packages, shares, ssh, time, users
 from picl.deploy.changes import Change, NodePlan
 from picl.deploy.view import ClusterFacts, NodeView
 from picl.facts.node import Observed, Probe
-
 from picl.spec import Cluster, Node
 
 # Users first (files are owned by them), then their keys, then the rest of the node.

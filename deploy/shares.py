@@ -8,7 +8,6 @@ from __future__ import annotations
 from picl.deploy.changes import Attribute, Change, text_diff
 from picl.deploy.commands import command, put, sh
 from picl.deploy.view import NodeView
-
 from picl.spec import Cluster, Share
 
 EXPORTS = "/etc/exports.d/picl.exports"

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from picl.deploy.changes import Attribute, Change, block_lines, text_diff, with_block
 from picl.deploy.commands import command, put, sh
 from picl.deploy.view import NodeView, home
-
 from picl.spec import User
 
 KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"

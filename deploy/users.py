@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from picl.deploy.changes import Attribute, Change, attributes
 from picl.deploy.commands import command, masked, sh
 from picl.deploy.view import NodeView, home
-
 from picl.spec import User
 
 SUDOERS_DIR = "/etc/sudoers.d"

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from picl.facts.node import Observed
-
 from picl.spec import Cluster, Node, User
 
 

@@ -45,9 +45,10 @@ def cli(
 
 def _register() -> None:
     # Commands live one module per concern; imported here so `picl --help` lists them.
+    from picl.cli.converge import apply, plan
     from picl.cli.spec import init, schema, validate
 
-    for command in (validate, init, schema):
+    for command in (validate, init, schema, plan, apply):
         cli.add_command(command)
 
 
