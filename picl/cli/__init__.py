@@ -50,6 +50,9 @@ def _register() -> None:
 
     for command in (validate, init, schema, plan, apply):
         cli.add_command(command)
+    from picl.cli.leds import leds  # picl leds ... (picl/cli/leds.py)
+
+    cli.add_command(leds)
 
 
 _register()
