@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -12,12 +12,14 @@ from rich.markup import escape
 from picl.cli.env import Env
 from picl.deploy.changes import SENSITIVE, Change, NodePlan
 from picl.deploy.connection import Connection
-from picl.deploy.converge import Outcome, Target, apply_plan, make_plan
 from picl.deploy.lock import converging
-from picl.deploy.plan import Plan
 from picl.errors import PiclError
 from picl.exit import ExitStatus
 from picl.spec import SECRETS_FILE
+
+if TYPE_CHECKING:  # pyinfra loads only when a command needs it: `picl --help` stays fast
+    from picl.deploy.converge import Outcome, Target
+    from picl.deploy.plan import Plan
 
 SYMBOL = {"create": ("+", "green"), "update": ("~", "yellow"), "remove": ("-", "red")}
 
@@ -28,6 +30,8 @@ json_option = click.option("--json", "as_json", is_flag=True,
 
 
 def target(env: Env, nodes: tuple[str, ...]) -> Target:
+    from picl.deploy.converge import Target
+
     cluster = env.cluster
     known = [n.name for n in cluster.nodes]
     for name in nodes:
@@ -119,6 +123,8 @@ def show_plan(env: Env, plan: Plan) -> None:
 @click.pass_obj
 def plan(env: Env, nodes: tuple[str, ...], as_json: bool, detailed_exitcode: bool) -> int:
     """Show what apply would change on each node, and why."""
+    from picl.deploy.converge import make_plan
+
     result = make_plan(target(env, nodes))
     if as_json:
         click.echo(json.dumps(plan_document(result), indent=2, default=str))
@@ -154,6 +160,8 @@ def _report(env: Env, outcome: Outcome, plan: Plan) -> None:
 @click.pass_obj
 def apply(env: Env, nodes: tuple[str, ...], yes: bool, as_json: bool) -> int:
     """Converge the nodes to the spec: shows the plan, asks, applies in parallel."""
+    from picl.deploy.converge import apply_plan, make_plan
+
     run = target(env, nodes)
     with converging(run.cluster.cluster.name):
         result = make_plan(run)
