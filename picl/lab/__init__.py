@@ -1,0 +1,464 @@
+"""The lab: a local cluster of real systemd nodes built from cluster.toml (DESIGN, "The lab").
+
+One systemd-nspawn container per spec node, booted from a cached Debian bookworm image through an
+overlay of its own, in a network namespace of its own, cabled to a bridge that lives in the lab's
+network namespace. The public API is here; each concern is a module:
+
+    blueprint   what a lab is made of and where it lives on the host
+    image       the cached Debian root (debootstrap), keyed by its package list
+    network     namespaces, the bridge, the cables
+    node        a node's disk, identity and power
+    supervisor  the process that boots a node and boots it again after a reboot
+    ssh         the lab's key, known_hosts and ssh config
+    host        what the host must have and the limits it must raise
+
+Deep code raises PiclError for what the user can act on and logs the rest; only the CLI prints.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from picl.errors import PiclError
+from picl.lab import host, image, network, node, ssh
+from picl.lab.blueprint import (
+    BRIDGE,
+    LOCKS,
+    STATE,
+    Blueprint,
+    NodeBlueprint,
+    check_name,
+    design,
+    lab_names,
+)
+
+if TYPE_CHECKING:
+    from picl.cli.env import Env
+    from picl.spec import Cluster
+
+__all__ = [
+    "Blueprint",
+    "LabStatus",
+    "check_name",
+    "NodeStatus",
+    "down",
+    "down_all",
+    "enter",
+    "exec_argv",
+    "find",
+    "kill",
+    "lab_name",
+    "labs_on_host",
+    "ssh_argv",
+    "start",
+    "status",
+    "up",
+]
+
+log = logging.getLogger(__name__)
+
+NAME_ENV = "PICL_LAB_NAME"
+IN_LAB_ENV = "PICL_IN_LAB"
+# How long a node may take to shut down through its own init before its power is cut.
+STOP_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    address: str
+    namespace: str
+    running: bool
+    ssh: bool | None  # None: not checked
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    name: str
+    cluster: str
+    up: bool
+    namespace: str
+    address: str
+    subnet: str
+    image: str
+    nodes: list[NodeStatus]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "lab": self.name,
+            "cluster": self.cluster,
+            "up": self.up,
+            "network": {
+                "namespace": self.namespace,
+                "bridge": BRIDGE,
+                "address": f"{self.address}/{self.subnet.split('/')[1]}" if self.address else None,
+                "subnet": self.subnet,
+            },
+            "image": self.image,
+            "nodes": [asdict(n) for n in self.nodes],
+        }
+
+
+def lab_name(cluster: Cluster, name: str | None = None) -> str:
+    """The lab's name: the one given, else $PICL_LAB_NAME, else the spec's cluster name."""
+    return check_name(name or os.environ.get(NAME_ENV) or cluster.cluster.name)
+
+
+def _design(cluster: Cluster, name: str) -> tuple[Blueprint, tuple[str, ...]]:
+    spec_packages = list(cluster.packages.all)
+    for n in cluster.nodes:
+        spec_packages += list(n.packages)
+    package_list = image.packages(spec_packages)
+    lab = design(
+        name,
+        cluster.cluster.name,
+        cluster.network.subnet,
+        cluster.network.interface,
+        list(cluster.nodes),
+        image.image_id(package_list),
+    )
+    return lab, package_list
+
+
+def up(
+    cluster: Cluster,
+    name: str | None = None,
+    warn: host.Warn = log.warning,
+    timeout: float | None = None,
+) -> LabStatus:
+    """Bring the lab of this spec up, or mend it: returns once every node answers SSH.
+
+    Idempotent: what exists is kept (a node's disk, its keys, a running node), what is missing
+    is made, nodes no longer in the spec are removed.
+    """
+    host.preflight()
+    name = lab_name(cluster, name)
+    lab, package_list = _design(cluster, name)
+    with _locked(name):
+        built = Blueprint.load(name)
+        if built:
+            _check_same_network(built, lab)
+        if built and built.image != lab.image and _has_disks(built):
+            warn(
+                f"lab {name} runs on an image built for another package list; its nodes keep it "
+                f"(`picl lab down` and `picl lab up` to rebuild it)"
+            )
+            lab = replace(lab, image=built.image)
+        else:
+            image.ensure(package_list, warn)
+        if built:
+            gone = {n.name for n in built.nodes} - {n.name for n in lab.nodes}
+            if gone:
+                _teardown_nodes(built, [built.node(g) for g in sorted(gone)])
+        lab.save()
+        host.ensure_nspawn_runtime()
+        host.ensure_inotify(_nodes_on_host(lab), warn)
+        public_key = ssh.ensure_key(lab)
+        network.ensure_switch(lab)
+        found = node.processes(name)
+        for n in lab.nodes:
+            if node.is_powered(n, found) and not _wired(n, found):
+                log.info("node %s lost its network namespace: restarting it", n.name)
+                _cut_power(n, found)
+            network.ensure_cable(lab, n)
+            node.mount_disk(n, lab.image)
+            node.provision(lab, n, public_key)
+        ssh.write_client_files(lab)
+        found = node.processes(name)
+        for n in lab.nodes:
+            if not node.is_powered(n, found):
+                node.power_on(n)
+        _wait_answering(lab, list(lab.nodes), timeout)
+    return status(name, check_ssh=False) or _never(name)
+
+
+def down(name: str) -> bool:
+    """Stop lab `name` through its nodes' own init and remove all of it; False if there was none."""
+    host.preflight(())
+    check_name(name)
+    with _locked(name):
+        lab = Blueprint.load(name)
+        found = node.processes(name)
+        mounted = _mounts_under(STATE / name)
+        if lab is None and not found and not mounted and not (STATE / name).exists():
+            (LOCKS / f"{name}.lock").unlink(missing_ok=True)
+            return False
+        if lab:
+            _teardown_nodes(lab, list(lab.nodes))
+            network.remove(lab.namespace)
+        else:  # state without a blueprint: a crashed first `up`
+            _stop(found, name)
+            node.unmount_disks(STATE / name)
+            for namespace in _namespaces_of_unknown(name):
+                network.remove(namespace)
+        _remove_tree(STATE / name)
+    (LOCKS / f"{name}.lock").unlink(missing_ok=True)
+    if not lab_names():
+        host.release_nspawn_runtime()
+    return True
+
+
+def down_all() -> list[str]:
+    """Remove every picl lab on this machine, including what crashed runs left; their names."""
+    host.preflight(())
+    removed = [name for name in labs_on_host() if down(name)]
+    # Namespaces of labs whose state is gone: nothing of theirs runs any more (see above).
+    for namespace in network.namespaces():
+        if namespace.startswith("picl-"):
+            network.remove(namespace)
+    propagate = host.NSPAWN_RUN / "propagate"
+    if propagate.is_dir():
+        for entry in propagate.glob("picl-*"):
+            node.forget_runtime(entry.name)
+    host.release_nspawn_runtime()
+    return removed
+
+
+def labs_on_host() -> list[str]:
+    """Every lab with anything on this machine: state, processes or mounts."""
+    names = set(lab_names())
+    names |= {p.lab for p in node.processes()}
+    names |= {Path(t).relative_to(STATE).parts[0] for t in _mounts_under(STATE) if Path(t) != STATE}
+    return sorted(names)
+
+
+def status(name: str, check_ssh: bool = True) -> LabStatus | None:
+    """The lab's state, per node: running, address, answering SSH; None if there is no such lab."""
+    lab = Blueprint.load(check_name(name))
+    if lab is None:
+        return None
+    found = node.processes(name)
+    running = [n for n in lab.nodes if node.is_running(n, found)]
+    answering = ssh.probe(lab, running) if check_ssh and network.exists(lab.namespace) else {}
+    nodes = [
+        NodeStatus(
+            name=n.name,
+            address=n.address,
+            namespace=n.namespace,
+            running=n in running,
+            ssh=answering.get(n.name, False) if check_ssh else None,
+        )
+        for n in lab.nodes
+    ]
+    return LabStatus(
+        name=lab.name,
+        cluster=lab.cluster,
+        up=bool(running) and network.exists(lab.namespace),
+        namespace=lab.namespace,
+        address=lab.address,
+        subnet=lab.subnet,
+        image=lab.image,
+        nodes=nodes,
+    )
+
+
+def find(name: str) -> Blueprint:
+    """The blueprint of a lab that is up, or a PiclError saying how to bring it up."""
+    lab = Blueprint.load(check_name(name))
+    if lab is None or not network.exists(lab.namespace):
+        raise PiclError(f"no lab {name!r} is up on this machine: `picl lab up` first")
+    return lab
+
+
+def kill(name: str, node_name: str) -> bool:
+    """Cut a node's power (no shutdown); its disk stays as it is. False if it was already off."""
+    host.preflight(())
+    with _locked(name):
+        lab = find(name)
+        target = lab.node(node_name)
+        found = node.processes(name)
+        if not node.is_powered(target, found):
+            return False
+        _cut_power(target, found)
+    return True
+
+
+def start(name: str, node_name: str, timeout: float | None = None) -> bool:
+    """Boot a node that is off, with its disk as it was; returns once it answers SSH.
+
+    False if it was already on (then only waits for it to answer).
+    """
+    host.preflight()
+    with _locked(name):
+        lab = find(name)
+        target = lab.node(node_name)
+        found = node.processes(name)
+        started = not node.is_powered(target, found)
+        if started:
+            network.ensure_cable(lab, target)
+            node.mount_disk(target, lab.image)
+            node.power_on(target)
+        _wait_answering(lab, [target], timeout)
+    return started
+
+
+def ssh_argv(name: str, node_name: str, command: Sequence[str], interactive: bool) -> list[str]:
+    """The command line that runs `command` (or a login shell) on a node as root over SSH."""
+    lab = find(name)
+    target = lab.node(node_name)
+    options = ["-t"] if interactive and not command else ["-o", "BatchMode=yes"]
+    return ssh.ssh_argv(lab, target, command, options)
+
+
+def exec_argv(name: str, command: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) running `command` inside the lab's network, SSH set up for the nodes."""
+    if not command:
+        raise PiclError("nothing to run: picl lab exec -- COMMAND...")
+    lab = find(name)
+    return ssh.in_network(lab, list(command)), ssh.environment(lab)
+
+
+def enter(env: Env, argv: Sequence[str]) -> NoReturn:
+    """Run this picl command again inside the lab's network: what `picl --lab ...` does.
+
+    `argv` is the command line after the program name. The new process gets PICL_IN_LAB (so it
+    does not enter again), PICL_SSH_KEY and PICL_KNOWN_HOSTS (what picl's SSH layer uses),
+    PICL_SSH_CONFIG, and `ssh`/`scp` on PATH set up for the lab.
+    """
+    host.preflight(("nsenter",))
+    lab = find(os.environ.get(NAME_ENV) or env.cluster.cluster.name)
+    program = [sys.executable, "-c", "import sys; from picl.cli import main; main()"]
+    argv_in = ssh.in_network(lab, [*program, *argv])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvpe(argv_in[0], argv_in, ssh.environment(lab))
+
+
+# -- internals ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def _locked(name: str) -> Iterator[None]:
+    """One command at a time per lab (two `up`s racing would boot a node twice)."""
+    LOCKS.mkdir(parents=True, exist_ok=True)
+    with open(LOCKS / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _never(name: str) -> NoReturn:
+    raise PiclError(f"lab {name}: its state vanished while it came up")
+
+
+def _wait_answering(lab: Blueprint, nodes: list[NodeBlueprint], timeout: float | None) -> None:
+    limit = timeout if timeout is not None else 60 + 3 * len(nodes)
+    silent = ssh.wait_answering(lab, nodes, limit)
+    if silent:
+        consoles = ", ".join(str(lab.node(s).dir / "console.log") for s in silent)
+        raise PiclError(
+            f"lab {lab.name}: {', '.join(silent)} did not answer SSH within {limit:.0f}s "
+            f"(see {consoles})"
+        )
+
+
+def _check_same_network(built: Blueprint, wanted: Blueprint) -> None:
+    """A running lab cannot be rewired: its nodes' addresses are on their disks."""
+    was = {n.name: n.address for n in built.nodes}
+    moved = [n.name for n in wanted.nodes if n.name in was and was[n.name] != n.address]
+
+    def wiring(lab: Blueprint) -> tuple[str, str, str]:
+        return lab.subnet, lab.interface, lab.address
+
+    if wiring(built) != wiring(wanted) or moved:
+        what = f"nodes {', '.join(moved)} moved" if moved else "the network changed"
+        raise PiclError(
+            f"lab {built.name} was built for another network ({what}): "
+            f"`picl lab down` and `picl lab up` to build it again"
+        )
+
+
+def _has_disks(lab: Blueprint) -> bool:
+    return any(host.is_mounted(n.root) for n in lab.nodes)
+
+
+def _nodes_on_host(lab: Blueprint) -> int:
+    """Nodes of every lab on the host once this one is up (for the inotify limit)."""
+    others = 0
+    for other in lab_names():
+        if other != lab.name and (bp := Blueprint.load(other)):
+            others += len(bp.nodes)
+    return others + len(lab.nodes)
+
+
+def _wired(target: NodeBlueprint, found: list[node.Process]) -> bool:
+    """Whether the running node is in the namespace its cable is in (not one deleted since)."""
+    expected = network.inode(target.namespace)
+    for p in found:
+        if p.init and p.node == target.name:
+            try:
+                return os.stat(f"/proc/{p.pid}/ns/net").st_ino == expected
+            except OSError:
+                return True  # it just ended
+    return True
+
+
+def _cut_power(target: NodeBlueprint, found: list[node.Process]) -> None:
+    mine = [p for p in found if p.node == target.name]
+    node.cut_power(mine)
+    left = node.wait_gone(target.lab, {target.name}, timeout=10)
+    if left:
+        raise PiclError(
+            f"node {target.name}: processes {', '.join(str(p.pid) for p in left)} survived SIGKILL"
+        )
+    node.forget_runtime(target.machine)
+
+
+def _stop(found: list[node.Process], name: str, nodes: set[str] | None = None) -> None:
+    """Shut nodes down through their init; cut the power of what is still on after a while."""
+    node.shut_down(found)
+    left = node.wait_gone(name, nodes, timeout=STOP_TIMEOUT)
+    if left:
+        log.warning("cutting the power of %s: no clean shutdown", sorted({p.node for p in left}))
+        node.cut_power(left)
+        left = node.wait_gone(name, nodes, timeout=10)
+        if left:
+            raise PiclError(
+                f"lab {name}: processes {', '.join(str(p.pid) for p in left)} survived SIGKILL"
+            )
+
+
+def _teardown_nodes(lab: Blueprint, nodes: list[NodeBlueprint]) -> None:
+    names = {n.name for n in nodes}
+    found = [p for p in node.processes(lab.name) if p.node in names]
+    _stop(found, lab.name, names)
+    for n in nodes:
+        node.forget_runtime(n.machine)
+        node.unmount_disks(n.dir)
+        network.remove(n.namespace)
+        if network.exists(lab.namespace):
+            host.run(["ip", "-n", lab.namespace, "link", "del", n.veth], check=False)
+        if n.dir.exists():
+            _remove_tree(n.dir)
+
+
+def _namespaces_of_unknown(name: str) -> list[str]:
+    """The namespaces that look like lab `name`'s, less those another lab's blueprint claims."""
+    claimed = set()
+    for other in lab_names():
+        if other != name and (lab := Blueprint.load(other)):
+            claimed |= {lab.namespace, *(n.namespace for n in lab.nodes)}
+    prefix = f"picl-{name}-"
+    return [ns for ns in network.namespaces() if ns.startswith(prefix) and ns not in claimed]
+
+
+def _mounts_under(path: Path) -> list[str]:
+    prefix = f"{path}/"
+    return [t for _, t, _ in host.mounts() if t == str(path) or t.startswith(prefix)]
+
+
+def _remove_tree(path: Path) -> None:
+    if not path.exists():
+        return
+    mounted = _mounts_under(path)
+    if mounted:
+        raise PiclError(f"{path}: cannot remove it, still mounted: {', '.join(mounted)}")
+    shutil.rmtree(path)

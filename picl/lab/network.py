@@ -1,0 +1,88 @@
+"""The lab's wiring: a network namespace per node and one for the lab's switch (a bridge).
+
+Nothing here touches the host's own network namespace: the bridge, its address and every cable
+(veth pair) live in namespaces the lab creates, so the host's routes are untouched and two labs
+with the same addresses never meet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from picl.lab import host
+from picl.lab.blueprint import BRIDGE, NETNS, Blueprint, NodeBlueprint
+
+log = logging.getLogger(__name__)
+
+
+def exists(namespace: str) -> bool:
+    return (NETNS / namespace).exists()
+
+
+def namespaces() -> list[str]:
+    """Every network namespace `ip netns` knows of."""
+    if not NETNS.is_dir():
+        return []
+    return sorted(p.name for p in NETNS.iterdir())
+
+
+def inode(namespace: str) -> int | None:
+    """The namespace's inode: what /proc/PID/ns/net of the processes inside it point at."""
+    try:
+        return os.stat(NETNS / namespace).st_ino
+    except OSError:
+        return None
+
+
+def _link_exists(namespace: str, link: str) -> bool:
+    return (
+        host.run(["ip", "-n", namespace, "link", "show", "dev", link], check=False).returncode == 0
+    )
+
+
+def ensure_switch(lab: Blueprint) -> None:
+    """The lab network: its namespace, the bridge, and the lab's own address on it."""
+    ns = lab.namespace
+    if not exists(ns):
+        host.run(["ip", "netns", "add", ns])
+    commands = []
+    if not _link_exists(ns, BRIDGE):
+        commands.append(f"link add {BRIDGE} type bridge")
+        commands.append(f"addr add {lab.address}/{lab.prefixlen} dev {BRIDGE}")
+    commands += ["link set lo up", f"link set {BRIDGE} up"]
+    _batch(ns, commands)
+
+
+def ensure_cable(lab: Blueprint, node: NodeBlueprint) -> None:
+    """The node's namespace and cable: the spec's interface inside, the other end on the bridge."""
+    if not exists(node.namespace):
+        host.run(["ip", "netns", "add", node.namespace])
+        _batch(node.namespace, ["link set lo up"])
+    if _link_exists(lab.namespace, node.veth) and _link_exists(node.namespace, lab.interface):
+        return
+    if _link_exists(lab.namespace, node.veth):  # half a cable: its node end went with its namespace
+        _batch(lab.namespace, [f"link del {node.veth}"])
+    _batch(
+        lab.namespace,
+        [
+            f"link add {node.veth} type veth peer name {lab.interface} netns {node.namespace}",
+            f"link set {node.veth} master {BRIDGE}",
+            f"link set {node.veth} up",
+        ],
+    )
+
+
+def remove(namespace: str) -> None:
+    """Delete a namespace (its veths go with it once no process holds it)."""
+    if exists(namespace):
+        proc = host.run(["ip", "netns", "delete", namespace], check=False)
+        if proc.returncode != 0 and exists(namespace):
+            # A namespace file left from before a reboot, say: not mounted, just a file.
+            Path(NETNS / namespace).unlink(missing_ok=True)
+        log.info("removed network namespace %s", namespace)
+
+
+def _batch(namespace: str, commands: list[str]) -> None:
+    host.run(["ip", "-n", namespace, "-batch", "-"], input="\n".join(commands) + "\n")

@@ -1,0 +1,78 @@
+"""A lab node's power supply: `python -m picl.lab.supervisor NODE_DIR`.
+
+Detaches from the caller, then runs the node's systemd-nspawn (as NODE_DIR/boot.json says)
+and runs it again whenever the container's init asked for a reboot, which nspawn reports as exit
+status 133. SIGTERM shuts the node down cleanly (nspawn passes it on to the container's init as
+a halt) and ends the supervisor. SIGKILL to the supervisor, then to nspawn and the container,
+is a power cut: that is `picl lab kill`.
+
+Only the standard library: it runs for as long as the node does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REBOOT = 133  # systemd-nspawn: "the container asked for a reboot" (systemd-nspawn@.service)
+# A container that reboots this often in a row is failing to boot, not rebooting.
+FAST_REBOOTS = 5
+FAST = 10.0
+
+
+def say(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} [{os.getpid()}] {message}", flush=True)
+
+
+def supervise(node_dir: Path) -> int:
+    boot = json.loads((node_dir / "boot.json").read_text())
+    argv, env = boot["argv"], {**os.environ, **boot["env"]}
+    stopping = False
+    child: subprocess.Popen[bytes] | None = None
+
+    def on_term(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    fast = 0
+    while not stopping:
+        started = time.monotonic()
+        with open(node_dir / "console.log", "ab") as console:
+            child = subprocess.Popen(
+                argv, env=env, stdin=subprocess.DEVNULL, stdout=console, stderr=console
+            )
+        say(f"booting: nspawn {child.pid}")
+        status = child.wait()
+        say(f"nspawn exited with status {status}")
+        if status != REBOOT:
+            return 0 if status == 0 else 1
+        fast = fast + 1 if time.monotonic() - started < FAST else 0
+        if fast >= FAST_REBOOTS:
+            say(f"rebooted {fast} times in a row within {FAST:.0f}s each: leaving it off")
+            return 1
+    return 0
+
+
+def main() -> None:
+    node_dir = Path(sys.argv[1])
+    # Detach: the caller waits for this first process only; the supervisor lives on its own.
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    os.chdir("/")
+    sys.exit(supervise(node_dir))
+
+
+if __name__ == "__main__":
+    main()
