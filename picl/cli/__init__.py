@@ -95,3 +95,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _internal_error(exc, verbose)
         status = ExitStatus.ERROR
     sys.exit(int(status or 0))
+
+from picl.cli.lab import lab as _lab  # noqa: E402 - picl lab ... (picl/cli/lab.py)
+
+cli.add_command(_lab)
