@@ -1,0 +1,108 @@
+"""What the lab builds from a spec, and the errors for what it cannot build: data, no root needed."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+import pytest
+
+from picl.errors import PiclError
+from picl.lab import host, image
+from picl.lab.blueprint import design, lab_address
+
+
+@dataclass
+class Node:
+    name: str
+    address: ipaddress.IPv4Address
+    packages: list[str] = field(default_factory=list)
+
+
+def nodes(*pairs: tuple[str, str]) -> list[Node]:
+    return [Node(name, ipaddress.IPv4Address(address)) for name, address in pairs]
+
+
+NET = ipaddress.IPv4Network("10.1.10.0/24")
+THREE = nodes(("node0", "10.1.10.240"), ("node1", "10.1.10.241"), ("node2", "10.1.10.242"))
+
+
+def test_names_and_wiring() -> None:
+    lab = design("arrakis", "arrakis", NET, "eth0", THREE, "img")
+    assert lab.namespace == "picl-arrakis-net"
+    assert lab.address == "10.1.10.254"
+    assert [n.namespace for n in lab.nodes] == [f"picl-arrakis-node{i}" for i in range(3)]
+    assert [n.veth for n in lab.nodes] == ["ve-node0", "ve-node1", "ve-node2"]
+    assert str(lab.nodes[0].root) == "/var/lib/picl/lab/arrakis/nodes/node0/root"
+
+
+def test_long_node_names_get_short_interface_names() -> None:
+    lab = design("a", "a", NET, "eth0", nodes(("a-very-long-node-name", "10.1.10.1")), "img")
+    assert lab.nodes[0].veth == "ve-n0"
+    assert len(lab.nodes[0].veth) <= 15
+
+
+@pytest.mark.parametrize(
+    ("subnet", "taken", "expected"),
+    [
+        ("10.1.10.0/24", [], "10.1.10.254"),
+        ("10.1.10.0/24", ["10.1.10.254"], "10.1.10.253"),
+        ("10.1.10.0/30", ["10.1.10.2"], "10.1.10.1"),
+        ("10.1.10.0/31", ["10.1.10.1"], "10.1.10.0"),
+    ],
+)
+def test_the_lab_network_takes_the_highest_free_address(
+    subnet: str, taken: list[str], expected: str
+) -> None:
+    used = {ipaddress.IPv4Address(a) for a in taken}
+    assert str(lab_address(ipaddress.IPv4Network(subnet), used)) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "subnet", "interface", "pairs", "message"),
+    [
+        ("Arrakis", NET, "eth0", [("n", "10.1.10.1")], "lab name 'Arrakis'"),
+        ("-x", NET, "eth0", [("n", "10.1.10.1")], "lab name '-x'"),
+        ("a", NET, "an-interface-name", [("n", "10.1.10.1")], "not a Linux interface name"),
+        ("a", NET, "lo", [("n", "10.1.10.1")], "loopback"),
+        ("a", NET, "eth0", [("n", "10.1.11.1")], "not in 10.1.10.0/24"),
+        (
+            "a",
+            ipaddress.IPv4Network("10.0.0.0/30"),
+            "eth0",
+            [("n", "10.0.0.1"), ("m", "10.0.0.2")],
+            "every address is a node's",
+        ),
+        ("a", NET, "eth0", [("n" * 63, "10.1.10.1")], "name too long for the lab"),
+    ],
+)
+def test_specs_the_lab_cannot_build(
+    name: str, subnet: ipaddress.IPv4Network, interface: str, pairs: list, message: str
+) -> None:
+    with pytest.raises(PiclError, match=message):
+        design(name, "c", subnet, interface, nodes(*pairs), "img")
+
+
+def test_the_image_is_keyed_by_its_package_list() -> None:
+    base = image.packages([])
+    with_htop = image.packages(["htop"])
+    assert with_htop[-1] == "htop" and set(base) < set(with_htop)
+    assert image.image_id(base) != image.image_id(with_htop)
+    assert image.image_id(image.packages(["b", "a", "a"])) == image.image_id(
+        image.packages(["a", "b"])
+    )
+    assert image.packages(["sudo"]) == base  # already in the base: the same image
+
+
+def test_preflight_says_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host.platform, "system", lambda: "Darwin")
+    with pytest.raises(PiclError, match="needs Linux"):
+        host.preflight()
+    monkeypatch.setattr(host.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(host.os, "geteuid", lambda: 1000)
+    with pytest.raises(PiclError, match="needs root"):
+        host.preflight()
+    monkeypatch.setattr(host.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(host.shutil, "which", lambda tool: None if tool != "ip" else "/bin/ip")
+    with pytest.raises(PiclError, match="apt-get install .*debootstrap.*systemd-container"):
+        host.preflight()
