@@ -30,7 +30,9 @@ CONCERNS: tuple[Callable[[NodeView], list[Change]], ...] = (
 def probe(cluster: Cluster, node: Node) -> Probe:
     """What to read on `node` for this spec."""
     return Probe(
-        users=tuple(u.name for u in cluster.users),
+        users=tuple(dict.fromkeys(
+            [u.name for u in cluster.users] + [u.rename_from for u in cluster.users
+                                               if u.rename_from])),
         files=tuple(f.path for f in cluster.files if node in cluster.selected(f.nodes)),
         directories=tuple(s.export for s in cluster.shares if s.server == node.name),
         packages=tuple(dict.fromkeys([*cluster.packages.all, *node.packages])),

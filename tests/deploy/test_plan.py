@@ -141,6 +141,7 @@ def test_export_options_replace_their_opposites(cluster: Cluster) -> None:
 
 def test_authorized_keys_keep_foreign_keys(cluster: Cluster) -> None:
     observed = fresh_node()
+    observed.accounts["federico"] = Account("federico", 1000, 1000, "/home/federico", "/bin/bash")
     observed.user_files[("authorized_keys", "federico")] = "ssh-rsa AAAAforeign bob\n"
     found = by_resource(ssh.changes(view(cluster, "node1", observed,
                                          github_keys={"flucifredi": []},
@@ -153,6 +154,7 @@ def test_authorized_keys_keep_foreign_keys(cluster: Cluster) -> None:
 
 def test_unresolved_github_user_removes_no_key(cluster: Cluster) -> None:
     observed = fresh_node()
+    observed.accounts["federico"] = Account("federico", 1000, 1000, "/home/federico", "/bin/bash")
     observed.user_files[("authorized_keys", "federico")] = with_block(
         None, ["ssh-ed25519 AAAAfromgithub gh"])
     change = by_resource(ssh.changes(view(cluster, "node1", observed)))["authorized_keys federico"]
@@ -184,3 +186,13 @@ def test_whole_node_plan_is_ordered_users_first(cluster: Cluster) -> None:
     assert resources.index("user federico") < resources.index("authorized_keys federico")
     assert resources.index("sudo federico") < resources.index("hosts")
     assert plan.counts["create"] > 0
+
+
+def test_renamed_user_keeps_the_keys_of_the_stock_user(cluster: Cluster) -> None:
+    observed = fresh_node()
+    observed.user_files[("authorized_keys", "picocluster")] = "ssh-rsa AAAAforeign bob\n"
+    change = by_resource(ssh.changes(view(cluster, "node1", observed,
+                                          github_keys={"flucifredi": []})))
+    text = change["authorized_keys federico"].steps[1].arguments["src"].getvalue()
+    assert text.splitlines()[0] == "ssh-rsa AAAAforeign bob"
+    assert change["authorized_keys federico"].action == "update"
