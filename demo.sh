@@ -1,15 +1,51 @@
 #!/usr/bin/env bash
-# `make demo`: picl's main job on the reference cluster, step by step.
+# `make demo`: picl's main job on a local lab of the reference cluster:
+# validate, plan, apply, a drift made by hand, its plan and its repair.
+# KEEP=1 leaves the lab running afterwards (`picl lab down` removes it).
 set -euo pipefail
 cd "$(dirname "$0")"
-PICL=.venv/bin/picl
+export PATH="$PWD/.venv/bin:$PATH"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+work=$(mktemp -d)
+cleanup() {
+  rm -rf "$work"
+  if [ -z "${KEEP:-}" ]; then step "picl lab down"; picl lab down; fi
+}
+trap cleanup EXIT
+
+# Lab-only secrets, outside the repository: a real cluster keeps its own secrets.toml.
+secrets="$work/secrets.toml"
+printf 'wifi_psk = "lab-only-not-a-secret"\nroot_password_hash = "%s"\n' \
+  "$(openssl passwd -6 picl-lab)" > "$secrets"
+chmod 600 "$secrets"
+export PICL_SECRETS="$secrets"
+
 step "picl validate: the reference three-node cluster (cluster.toml)"
-$PICL validate
+picl validate
 
 step "a typo is caught with file, line and key, before anything touches a node"
-broken=$(mktemp -d)
-trap 'rm -rf "$broken"' EXIT
-sed 's/^address = "10.1.10.241"/adress = "10.1.10.241"/' cluster.toml > "$broken/cluster.toml"
-$PICL --spec "$broken/cluster.toml" validate || echo "(exit $?)"
+sed 's/^address = "10.1.10.241"/adress = "10.1.10.241"/' cluster.toml > "$work/cluster.toml"
+picl --spec "$work/cluster.toml" validate || echo "(exit $?)"
+
+step "picl lab up: one systemd container per node, the spec's names and addresses"
+picl lab up
+picl lab status
+
+step "picl --lab plan: fresh boards, everything to do"
+picl --lab plan --detailed-exitcode || echo "(exit $?: changes pending)"
+
+step "picl --lab apply --yes"
+picl --lab apply --yes
+
+step "picl --lab plan: converged"
+picl --lab plan --detailed-exitcode && echo "(exit 0: nothing to do)"
+
+step "drift: someone edits /etc/hosts on node1 and switches node2 to the desktop"
+picl lab ssh node1 -- "sed -i '/^# END picl/i 10.1.10.99 rogue' /etc/hosts"
+picl lab ssh node2 -- systemctl set-default graphical.target
+picl --lab plan --detailed-exitcode || echo "(exit $?: drift found)"
+
+step "repair: picl --lab apply --yes, then the plan is empty again"
+picl --lab apply --yes
+picl --lab plan --detailed-exitcode && echo "(exit 0: converged)"

@@ -1,0 +1,219 @@
+"""plan and apply on lab nodes: real systemd, sshd and files. One apply converges the lab;
+then each drift is made by hand on one node, planned (exactly that node, resource and
+attribute), repaired, and planned again (empty)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SPEC, Lab, picl, running_lab, session_lab_name
+from tests.spec.conftest import KEY
+
+pytestmark = pytest.mark.lab
+
+MOTD = "arrakis: the spice must flow\n"
+GITHUB_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOnwqVu+4ARiHnIe2Zm0XqHLvvITD1vJKjWe2UL6RDeB gh"
+FOREIGN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKt+0jp+xwfrxL6ICTUZ+c3b9Ztsn443gdkKYU/t6hdT bob"
+
+
+class Cluster:
+    """The reference spec plus a managed file, its secrets in a temporary directory."""
+
+    def __init__(self, lab: Lab, root: Path):
+        self.lab = lab
+        self.spec = root / "cluster.toml"
+        self.spec.write_text(SPEC.read_text() + f'\n[[files]]\npath = "/etc/motd"\n'
+                             f'content = "{MOTD.strip()}\\n"\nmode = "0644"\n')
+        self.secrets = root / "secrets.toml"
+        hashed = subprocess.run(["openssl", "passwd", "-6", "-salt", "pytest", "lab"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        self.secrets.write_text(f'wifi_psk = "not-a-real-psk"\nroot_password_hash = "{hashed}"\n')
+        self.secrets.chmod(0o600)
+        github = root / "github"
+        github.mkdir()
+        (github / "flucifredi.keys").write_text(GITHUB_KEY + "\n")
+        self.environ = {"PICL_GITHUB_URL": github.as_uri(), "XDG_CACHE_HOME": str(root / "cache")}
+
+    def picl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in self.environ.items():
+                patch.setenv(key, value)
+            return picl("--secrets", str(self.secrets), "--lab", *args, spec=self.spec,
+                        lab_name=self.lab.name)
+
+    def plan(self) -> dict:
+        result = self.picl("plan", "--json")
+        assert result.returncode in (0, 1), result.stderr
+        return json.loads(result.stdout)
+
+    def changed(self) -> set[tuple[str, str]]:
+        return {(n["node"], c["resource"]) for n in self.plan()["nodes"] for c in n["changes"]}
+
+
+@pytest.fixture(scope="module")
+def converge_lab(lab_host: None) -> Iterator[Lab]:
+    """A lab of its own: these tests change its nodes, others expect fresh ones."""
+    with running_lab(session_lab_name("converge")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def cluster(converge_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The lab as the field notes' boards start: the stock user, foreign lines and keys."""
+    lab = converge_lab
+    spec = Cluster(lab, tmp_path_factory.mktemp("converge"))
+    for node in ("node0", "node1", "node2"):
+        lab.ssh(node, "id picocluster || useradd -m -u 1000 -s /bin/bash picocluster")
+        lab.ssh(node, "echo data > ~picocluster/results.txt && touch ~picocluster/.Xauthority")
+        lab.ssh(node, "echo '192.0.2.7 printer' >> /etc/hosts")
+        lab.ssh(node, f"install -d -o picocluster ~picocluster/.ssh && "
+                      f"echo '{FOREIGN_KEY}' > ~picocluster/.ssh/authorized_keys")
+    first = spec.picl("apply", "--yes")
+    assert first.returncode == 0, first.stdout + first.stderr
+    yield spec
+
+
+def test_after_apply_the_plan_is_empty(cluster: Cluster) -> None:
+    result = cluster.picl("plan", "--detailed-exitcode")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No changes" in result.stdout
+
+
+def test_a_second_apply_changes_nothing(cluster: Cluster) -> None:
+    result = cluster.picl("apply", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert "No changes" in result.stdout and "converged" not in result.stdout
+
+
+def test_stock_user_was_adopted_with_its_files(cluster: Cluster) -> None:
+    lab = cluster.lab
+    assert lab.ssh("node1", "id -u federico; id -g federico").stdout.split() == ["1000", "1000"]
+    assert lab.ssh("node1", "cat /home/federico/results.txt").stdout == "data\n"
+    assert lab.ssh("node1", "test -e /home/federico/.Xauthority", check=False).returncode == 1
+    assert lab.ssh("node1", "id picocluster", check=False).returncode != 0
+    groups = lab.ssh("node1", "id -nG federico").stdout.split()
+    assert {"sudo", "adm", "video", "gpio"} <= set(groups)
+
+
+def test_foreign_lines_and_keys_survive(cluster: Cluster) -> None:
+    lab = cluster.lab
+    assert "192.0.2.7 printer" in lab.ssh("node2", "cat /etc/hosts").stdout
+    keys = lab.ssh("node2", "cat /home/federico/.ssh/authorized_keys").stdout
+    assert FOREIGN_KEY in keys and KEY.split()[1] in keys and GITHUB_KEY in keys
+
+
+def test_nodes_reach_each_other_by_name_with_the_cluster_key(cluster: Cluster) -> None:
+    out = cluster.lab.ssh(
+        "node1", "su - federico -c 'ssh -o BatchMode=yes node2.cluster hostname'").stdout
+    assert out.strip() == "node2"
+
+
+def test_sudo_and_root_password(cluster: Cluster) -> None:
+    lab = cluster.lab
+    assert lab.ssh("node0", "su - federico -c 'sudo -n true' && echo ok").stdout.strip() == "ok"
+    assert lab.ssh("node0", "getent shadow root | cut -d: -f2").stdout.startswith("$6$pytest$")
+
+
+def test_secrets_never_reach_the_plan(cluster: Cluster) -> None:
+    cluster.lab.ssh("node2", "usermod -p '*' root")
+    result = cluster.picl("plan")
+    assert "(sensitive)" in result.stdout
+    hashed = cluster.secrets.read_text()
+    assert "$6$pytest$" not in result.stdout + result.stderr
+    assert "BEGIN OPENSSH PRIVATE KEY" in hashed  # the cluster key went to the secrets store
+    assert "OPENSSH PRIVATE" not in result.stdout + result.stderr
+    assert cluster.picl("apply", "--yes").returncode == 0
+
+
+# (id, node, command that makes the drift, expected (resource, attribute or diff text))
+DRIFTS = [
+    ("user-deleted", "node1", "userdel -r federico 2>/dev/null; true",
+     {"user federico", "group federico", "authorized_keys federico", "cluster_key federico"},
+     None),
+    ("uid-changed", "node2", "usermod -u 1005 federico", {"user federico"}, "uid"),
+    ("hosts-block-edited", "node0", "sed -i '/^# END picl/i 10.1.10.9 intruder' /etc/hosts",
+     {"hosts"}, "-10.1.10.9 intruder"),
+    ("key-removed", "node1",
+     "sed -i '/federico@laptop/d' /home/federico/.ssh/authorized_keys",
+     {"authorized_keys federico"}, "keys"),
+    ("target-changed", "node2", "systemctl set-default graphical.target", {"target"}, "default"),
+    ("time-not-served", "node0", "sed -i '/^allow /d' /etc/chrony/chrony.conf",
+     {"chrony"}, "+allow 10.1.10.0/24"),
+    ("package-removed", "node2", "dpkg -r htop >/dev/null", {"package htop"}, None),
+    ("file-edited", "node1", "echo tampered >> /etc/motd", {"file /etc/motd"}, "-tampered"),
+    ("file-mode", "node1", "chmod 0600 /etc/motd", {"file /etc/motd"}, "mode"),
+    ("exports-changed", "node0", "sed -i 's/root_squash/no_root_squash/g' "
+     "/etc/exports.d/picl.exports", {"exports"}, "+/srv/shared"),
+]
+
+
+@pytest.mark.parametrize(("node", "drift", "resources", "detail"),
+                         [d[1:] for d in DRIFTS], ids=[d[0] for d in DRIFTS])
+def test_drift_is_planned_exactly_and_repaired(cluster: Cluster, node: str, drift: str,
+                                               resources: set[str], detail: str | None) -> None:
+    cluster.lab.ssh(node, drift)
+    plan = cluster.plan()
+    changed = {(n["node"], c["resource"]) for n in plan["nodes"] for c in n["changes"]}
+    assert changed == {(node, r) for r in resources}
+    if detail:
+        (change,) = [c for n in plan["nodes"] for c in n["changes"]]
+        names = [a["name"] for a in change["attributes"]]
+        diff = change["diff"].splitlines()
+        assert detail in names or any(line.startswith(detail) for line in diff), change
+    repaired = cluster.picl("apply", "--yes")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert cluster.changed() == set()
+
+
+def test_unreachable_node_fails_alone(cluster: Cluster) -> None:
+    lab = cluster.lab
+    for node in ("node0", "node1"):
+        lab.ssh(node, "echo tampered >> /etc/motd")
+    kill = lab.picl("lab", "kill", "node2")
+    assert kill.returncode == 0, kill.stderr
+    try:
+        result = cluster.picl("apply", "--yes")
+        assert result.returncode == 1
+        assert "node2" in result.stdout and "unreachable" in result.stdout
+        assert "node0: converged" in result.stdout and "node1: converged" in result.stdout
+    finally:
+        assert lab.picl("lab", "start", "node2").returncode == 0
+        lab.wait_ssh("node2")
+    assert cluster.changed() == set()
+
+
+def test_node_killed_mid_apply_is_reported_and_the_others_converge(cluster: Cluster) -> None:
+    lab = cluster.lab
+    for node in ("node0", "node1", "node2"):
+        lab.ssh(node, "dpkg -r htop >/dev/null")
+    env = {**os.environ, **cluster.environ, "PICL_SPEC": str(cluster.spec),
+           "PICL_LAB_NAME": lab.name}
+    apply = subprocess.Popen(
+        [sys.executable, "-c", "from picl.cli import main; main()",
+         "--secrets", str(cluster.secrets), "--lab", "apply", "--yes"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert apply.stdout is not None
+    lines = []
+    for line in apply.stdout:  # the plan is printed before any node is touched
+        lines.append(line)
+        if line.startswith("Plan:"):
+            break
+    try:
+        assert lab.picl("lab", "kill", "node2").returncode == 0
+        out, err = apply.communicate(timeout=300)
+        report = "".join(lines) + out
+        assert apply.returncode == 1, report + err
+        assert "node2: FAILED" in report
+        assert "node0: converged" in report and "node1: converged" in report
+    finally:
+        assert lab.picl("lab", "start", "node2").returncode == 0
+        lab.wait_ssh("node2")
+    assert cluster.picl("apply", "--yes").returncode == 0
+    assert cluster.changed() == set()
