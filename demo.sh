@@ -9,8 +9,8 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 work=$(mktemp -d)
 cleanup() {
-  rm -rf "$work"
   if [ -z "${KEEP:-}" ]; then step "picl lab down"; picl lab down; fi
+  rm -rf "$work"
 }
 trap cleanup EXIT
 

@@ -224,6 +224,7 @@ def make_plan(target: Target) -> Plan:
 
     errors: dict[str, str] = {}
     nodes = {node.name: node for node in cluster.nodes}
+    import pyinfra.api.connect  # noqa: F401 - once here, not once per forked worker
     work = _reader(cluster, target.connection)
     for outcome in in_parallel(work, nodes, READ_TIMEOUT):
         if outcome.ok:
