@@ -203,6 +203,7 @@ class Target:
     secrets_file: Path
     spec_dir: Path
     only: list[str] = field(default_factory=list)  # node names; empty: every node
+    led_service: dict[str, str] = field(default_factory=dict)  # see deploy.leds
 
     def selected(self) -> list[Node]:
         return [n for n in self.cluster.nodes if not self.only or n.name in self.only]
@@ -212,7 +213,7 @@ def make_plan(target: Target) -> Plan:
     """Read every node (host keys are shared) and plan the selected ones."""
     cluster = target.cluster
     plan = Plan()
-    shared = ClusterFacts(spec_dir=target.spec_dir)
+    shared = ClusterFacts(spec_dir=target.spec_dir, led_service=target.led_service)
     names = [name for user in cluster.users for name in user.github]
     if names:
         resolved = github.resolve(names)
@@ -225,7 +226,7 @@ def make_plan(target: Target) -> Plan:
     errors: dict[str, str] = {}
     nodes = {node.name: node for node in cluster.nodes}
     import pyinfra.api.connect  # noqa: F401 - once here, not once per forked worker
-    work = _reader(cluster, target.connection)
+    work = _reader(cluster, target.connection, shared)
     for outcome in in_parallel(work, nodes, READ_TIMEOUT):
         if outcome.ok:
             shared.observed[outcome.node] = outcome.value
@@ -239,8 +240,9 @@ def make_plan(target: Target) -> Plan:
     return plan
 
 
-def _reader(cluster: Cluster, connection: Connection) -> Callable[[Node], Observed]:
-    return lambda node: read_node(node, probe(cluster, node), connection)
+def _reader(cluster: Cluster, connection: Connection,
+            shared: ClusterFacts) -> Callable[[Node], Observed]:
+    return lambda node: read_node(node, probe(cluster, node, shared), connection)
 
 
 def steps_of(node_plan: NodePlan) -> list[Step]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from picl.deploy import boot, files, names, packages, shares, ssh, time, users
+from picl.deploy import boot, files, leds, names, packages, shares, ssh, time, users
 from picl.deploy.changes import Change, NodePlan
 from picl.deploy.view import ClusterFacts, NodeView
 from picl.facts.node import Observed, Probe
@@ -24,18 +24,23 @@ CONCERNS: tuple[Callable[[NodeView], list[Change]], ...] = (
     packages.changes,
     files.changes,
     shares.changes,
+    leds.changes,  # last: it shows the state of everything above
 )
 
 
-def probe(cluster: Cluster, node: Node) -> Probe:
+def probe(cluster: Cluster, node: Node, shared: ClusterFacts | None = None) -> Probe:
     """What to read on `node` for this spec."""
+    led_files = tuple(shared.led_service) if shared and node.leds == "blinkt" else ()
     return Probe(
         users=tuple(dict.fromkeys(
             [u.name for u in cluster.users] + [u.rename_from for u in cluster.users
                                                if u.rename_from])),
-        files=tuple(f.path for f in cluster.files if node in cluster.selected(f.nodes)),
+        files=tuple(dict.fromkeys(
+            [f.path for f in cluster.files if node in cluster.selected(f.nodes)]
+            + [*led_files, leds.UNIT_PATH])),
         directories=tuple(s.export for s in cluster.shares if s.server == node.name),
         packages=tuple(dict.fromkeys([*cluster.packages.all, *node.packages])),
+        units=(leds.UNIT,),
     )
 
 

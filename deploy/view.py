@@ -23,6 +23,7 @@ class ClusterFacts:
     github_keys: dict[str, list[str]] = field(default_factory=dict)  # username -> keys
     cluster_keys: dict[str, KeyPair] = field(default_factory=dict)  # user -> key pair
     spec_dir: Path = Path(".")
+    led_service: dict[str, str] = field(default_factory=dict)  # node path -> content
 
 
 @dataclass(frozen=True)

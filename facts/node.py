@@ -26,6 +26,7 @@ class Probe:
     files: tuple[str, ...] = ()  # managed files: content and ownership
     directories: tuple[str, ...] = ()  # exported directories: ownership and mode
     packages: tuple[str, ...] = ()
+    units: tuple[str, ...] = ()  # systemd units: enabled? active?
 
 
 # Files read whole on every node, by section name.
@@ -93,6 +94,11 @@ def script(probe: Probe) -> str:
     for path in probe.files:
         parts.append(_file(f"file {path}", shlex.quote(path)))
         parts.append(_stat(f"file_stat {path}", shlex.quote(path)))
+    for unit in probe.units:
+        quoted = shlex.quote(unit)
+        parts.append(f"echo {shlex.quote(f'{MARK} unit {unit}')}; "
+                     f"echo $(systemctl is-enabled {quoted} 2>/dev/null || true) "
+                     f"$(systemctl is-active {quoted} 2>/dev/null || true)")
     for path in probe.directories:
         parts.append(_stat(f"directory {path}", shlex.quote(path)))
     return "\n".join(parts) + "\ntrue\n"
@@ -149,6 +155,7 @@ class Observed:
     packages: dict[str, bool] = field(default_factory=dict)  # name -> installed
     user_files: dict[tuple[str, str], str | None] = field(default_factory=dict)
     user_stats: dict[tuple[str, str], Stat | None] = field(default_factory=dict)
+    units: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (enabled, active)
 
     def file(self, path: str) -> str | None:
         return self.files.get(path)
@@ -218,6 +225,9 @@ def parse(lines: list[str]) -> Observed:
             observed.stats[rest] = Stat.parse(value)
         elif kind in ("authorized_keys", "cluster_key", "sudoers"):
             observed.user_files[(kind, rest)] = _decode(value)
+        elif kind == "unit":
+            enabled, _, active = value.partition(" ")
+            observed.units[rest] = (enabled, active)
         elif kind == "password":
             observed.password_digests[rest] = value
         elif kind in ("cluster_key_private", "home", "xauthority"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from picl.spec import SECRETS_FILE
 if TYPE_CHECKING:  # pyinfra loads only when a command needs it: `picl --help` stays fast
     from picl.deploy.converge import Outcome, Target
     from picl.deploy.plan import Plan
+    from picl.spec import Cluster
 
 SYMBOL = {"create": ("+", "green"), "update": ("~", "yellow"), "remove": ("-", "red")}
 
@@ -44,7 +46,20 @@ def target(env: Env, nodes: tuple[str, ...]) -> Target:
         secrets_file=env.secrets_path or spec_dir / SECRETS_FILE,
         spec_dir=spec_dir,
         only=list(nodes),
+        led_service=led_service(cluster),
     )
+
+
+def led_service(cluster: Cluster) -> dict[str, str]:
+    """The LED service's files for nodes with a strip (lab nodes draw to their journal)."""
+    from picl.reconciler.leds import service
+
+    backend = "terminal" if os.environ.get("PICL_IN_LAB") else "blinkt"
+    files = {f"{service.NODE_HOME}/{path}": data.decode()
+             for path, data in service.shipped().items()}
+    files[f"/etc/systemd/system/{service.UNIT_NAME}"] = service.unit(
+        cluster.leds.mode, cluster.leds.brightness, backend)
+    return files
 
 
 def change_document(change: Change) -> dict[str, Any]:

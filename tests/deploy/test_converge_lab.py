@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,3 +218,30 @@ def test_node_killed_mid_apply_is_reported_and_the_others_converge(cluster: Clus
         lab.wait_ssh("node2")
     assert cluster.picl("apply", "--yes").returncode == 0
     assert cluster.changed() == set()
+
+
+GREEN = "\x1b[38;2;0;255;0m██"
+DARK = "\x1b[38;2;60;60;60m░░"
+
+
+def _journal_until(lab: Lab, node: str, predicate, what: str) -> str:
+    for _ in range(60):  # bounded wait, about 30 s: the service redraws 8 times a second
+        lines = lab.ssh(node, "journalctl -u picl-leds -o cat --no-pager -n 3").stdout
+        if predicate(lines.splitlines()):
+            return lines
+        time.sleep(0.5)
+    raise AssertionError(f"{node}: the LED service never showed {what}:\n{lines}")
+
+
+def test_led_service_follows_the_state_and_clears_on_stop(cluster: Cluster) -> None:
+    lab = cluster.lab
+    assert lab.ssh("node1", "systemctl is-active picl-leds").stdout.strip() == "active"
+    lab.ssh("node1", "mkdir -p /run/picl && echo '{\"state\": \"converged\"}' > /run/picl/leds.json")
+    _journal_until(lab, "node1", lambda lines: lines and lines[-1].count(GREEN) == 8,
+                   "converged (eight steady green pixels)")
+    lab.ssh("node1", "systemctl stop picl-leds")
+    try:
+        _journal_until(lab, "node1", lambda lines: lines and lines[-1].count(DARK) == 8,
+                       "a cleared strip after stop")
+    finally:
+        lab.ssh("node1", "systemctl start picl-leds")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from picl.deploy import boot, names, packages, shares, ssh, time, users
+from picl.deploy import boot, leds, names, packages, shares, ssh, time, users
 from picl.deploy.changes import BEGIN, END, block_lines, with_block
 from picl.deploy.plan import plan_node
 from picl.facts.node import Account
@@ -196,3 +196,33 @@ def test_renamed_user_keeps_the_keys_of_the_stock_user(cluster: Cluster) -> None
     text = change["authorized_keys federico"].steps[1].arguments["src"].getvalue()
     assert text.splitlines()[0] == "ssh-rsa AAAAforeign bob"
     assert change["authorized_keys federico"].action == "update"
+
+
+LED_FILES = {"/usr/local/lib/picl/leds/service.py": "print()\n",
+             "/etc/systemd/system/picl-leds.service": "[Service]\n"}
+
+
+def test_led_service_installed_where_a_strip_is(cluster: Cluster) -> None:
+    (change,) = leds.changes(view(cluster, "node0", fresh_node("node0"), led_service=LED_FILES))
+    assert change.action == "create"
+    assert [s.arguments.get("dest") for s in change.steps[:-1]] == sorted(LED_FILES)
+    assert commands(change) == ["systemctl daemon-reload", "systemctl enable picl-leds.service",
+                                "systemctl restart picl-leds.service"]
+
+
+def test_led_service_running_and_current_is_no_change(cluster: Cluster) -> None:
+    observed = fresh_node("node0")
+    observed.files.update(LED_FILES)
+    observed.units["picl-leds.service"] = ("enabled", "active")
+    assert leds.changes(view(cluster, "node0", observed, led_service=LED_FILES)) == []
+    observed.units["picl-leds.service"] = ("enabled", "failed")
+    (change,) = leds.changes(view(cluster, "node0", observed, led_service=LED_FILES))
+    assert change.action == "update" and change.diff == ""
+
+
+def test_led_service_removed_where_the_strip_went(cluster: Cluster) -> None:
+    observed = fresh_node()  # node1: leds = "none" in the spec
+    observed.units["picl-leds.service"] = ("enabled", "active")
+    (change,) = leds.changes(view(cluster, "node1", observed, led_service=LED_FILES))
+    assert change.action == "remove"
+    assert commands(change)[0] == "systemctl disable --now picl-leds.service"
