@@ -40,6 +40,7 @@ from picl.lab.blueprint import (
     design,
     lab_names,
 )
+from picl.lab.supervisor import CGROUP_TOP
 
 if TYPE_CHECKING:
     from picl.cli.env import Env
@@ -201,6 +202,7 @@ def down(name: str) -> bool:
             for namespace in _namespaces_of_unknown(name):
                 network.remove(namespace)
         _remove_tree(STATE / name)
+        node.remove_cgroups(f"{CGROUP_TOP}/{name}")
     (LOCKS / f"{name}.lock").unlink(missing_ok=True)
     if not lab_names():
         host.release_nspawn_runtime()
@@ -219,6 +221,7 @@ def down_all() -> list[str]:
     if propagate.is_dir():
         for entry in propagate.glob("picl-*"):
             node.forget_runtime(entry.name)
+    node.remove_cgroups(CGROUP_TOP)
     host.release_nspawn_runtime()
     return removed
 
@@ -410,6 +413,7 @@ def _cut_power(target: NodeBlueprint, found: list[node.Process]) -> None:
             f"node {target.name}: processes {', '.join(str(p.pid) for p in left)} survived SIGKILL"
         )
     node.forget_runtime(target.machine)
+    node.remove_cgroups(node.cgroup(target))
 
 
 def _stop(found: list[node.Process], name: str, nodes: set[str] | None = None) -> None:
@@ -432,6 +436,7 @@ def _teardown_nodes(lab: Blueprint, nodes: list[NodeBlueprint]) -> None:
     _stop(found, lab.name, names)
     for n in nodes:
         node.forget_runtime(n.machine)
+        node.remove_cgroups(node.cgroup(n))
         node.unmount_disks(n.dir)
         network.remove(n.namespace)
         if network.exists(lab.namespace):

@@ -23,6 +23,7 @@ from pathlib import Path
 from picl.errors import PiclError
 from picl.lab import host, image
 from picl.lab.blueprint import NETNS, STATE, Blueprint, NodeBlueprint
+from picl.lab.supervisor import CGROUP_TOP, cgroup_roots
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +161,33 @@ def nspawn_argv(node: NodeBlueprint) -> list[str]:
     ]
 
 
+def cgroup(node: NodeBlueprint) -> str:
+    """The node's cgroup, relative to each hierarchy's root (see supervisor.enter_cgroup)."""
+    return f"{CGROUP_TOP}/{node.lab}/{node.name}"
+
+
+def remove_cgroups(relative: str) -> None:
+    """Remove a cgroup and those below it, in every hierarchy; busy ones (in use) stay."""
+    for root in cgroup_roots():
+        top = root / relative
+        if not top.is_dir():
+            continue
+        below = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        for path in [*below, top]:
+            try:
+                path.rmdir()
+            except OSError as exc:
+                log.info("left cgroup %s: %s", path, exc.strerror)
+        for parent in top.relative_to(root).parents:
+            if parent != Path("."):
+                with contextlib.suppress(OSError):
+                    (root / parent).rmdir()  # only when empty
+
+
 def power_on(node: NodeBlueprint) -> None:
     """Start the node's supervisor, which boots it (and boots it again when it reboots)."""
     node.dir.mkdir(parents=True, exist_ok=True)
-    boot = {"argv": nspawn_argv(node), "env": NSPAWN_ENV}
+    boot = {"argv": nspawn_argv(node), "env": NSPAWN_ENV, "cgroup": cgroup(node)}
     (node.dir / "boot.json").write_text(json.dumps(boot, indent=2) + "\n")
     with open(node.dir / SUPERVISOR_LOG, "a") as out:
         # The supervisor daemonizes: this returns once it is on its own.

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+CGROUP_TOP = "picl-lab"
 REBOOT = 133  # systemd-nspawn: "the container asked for a reboot" (systemd-nspawn@.service)
 # A container that reboots this often in a row is failing to boot, not rebooting.
 FAST_REBOOTS = 5
@@ -29,9 +30,34 @@ def say(message: str) -> None:
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} [{os.getpid()}] {message}", flush=True)
 
 
+def cgroup_roots() -> list[Path]:
+    """The cgroup hierarchies systemd keeps its tree in: cgroup2, and v1 `name=systemd`."""
+    roots = []
+    with open("/proc/self/mounts") as mounts:
+        for line in mounts:
+            _, target, fstype, options = line.split()[:4]
+            if fstype == "cgroup2" or (fstype == "cgroup" and "name=systemd" in options.split(",")):
+                roots.append(Path(target))
+    return roots
+
+
+def enter_cgroup(relative: str) -> None:
+    """Move this process (and so nspawn and the container) into a cgroup of the node's own.
+
+    nspawn --keep-unit makes the cgroup it runs in the container's root. Shared by two nodes,
+    their systemds would create and remove each other's unit cgroups (a unit then fails with
+    status 219/CGROUP, a shutdown hangs).
+    """
+    for root in cgroup_roots():
+        own = root / relative
+        own.mkdir(parents=True, exist_ok=True)
+        (own / "cgroup.procs").write_text(f"{os.getpid()}\n")
+
+
 def supervise(node_dir: Path) -> int:
     boot = json.loads((node_dir / "boot.json").read_text())
     argv, env = boot["argv"], {**os.environ, **boot["env"]}
+    enter_cgroup(boot["cgroup"])
     stopping = False
     child: subprocess.Popen[bytes] | None = None
 
