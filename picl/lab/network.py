@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from picl.lab import host
 from picl.lab.blueprint import BRIDGE, NETNS, Blueprint, NodeBlueprint
@@ -18,7 +17,11 @@ log = logging.getLogger(__name__)
 
 
 def exists(namespace: str) -> bool:
-    return (NETNS / namespace).exists()
+    """Whether the namespace is there: its file is a mount of it (not left from before a reboot)."""
+    path = NETNS / namespace
+    return path.exists() and any(
+        target == str(path) and fstype == "nsfs" for _, target, fstype in host.mounts()
+    )
 
 
 def namespaces() -> list[str]:
@@ -46,6 +49,7 @@ def ensure_switch(lab: Blueprint) -> None:
     """The lab network: its namespace, the bridge, and the lab's own address on it."""
     ns = lab.namespace
     if not exists(ns):
+        remove(ns)
         host.run(["ip", "netns", "add", ns])
     commands = []
     if not _link_exists(ns, BRIDGE):
@@ -58,6 +62,7 @@ def ensure_switch(lab: Blueprint) -> None:
 def ensure_cable(lab: Blueprint, node: NodeBlueprint) -> None:
     """The node's namespace and cable: the spec's interface inside, the other end on the bridge."""
     if not exists(node.namespace):
+        remove(node.namespace)
         host.run(["ip", "netns", "add", node.namespace])
         _batch(node.namespace, ["link set lo up"])
     if _link_exists(lab.namespace, node.veth) and _link_exists(node.namespace, lab.interface):
@@ -76,12 +81,12 @@ def ensure_cable(lab: Blueprint, node: NodeBlueprint) -> None:
 
 def remove(namespace: str) -> None:
     """Delete a namespace (its veths go with it once no process holds it)."""
+    path = NETNS / namespace
     if exists(namespace):
-        proc = host.run(["ip", "netns", "delete", namespace], check=False)
-        if proc.returncode != 0 and exists(namespace):
-            # A namespace file left from before a reboot, say: not mounted, just a file.
-            Path(NETNS / namespace).unlink(missing_ok=True)
+        host.run(["ip", "netns", "delete", namespace])
         log.info("removed network namespace %s", namespace)
+    elif path.is_file():
+        path.unlink()  # left from before a reboot: a file, no namespace behind it
 
 
 def _batch(namespace: str, commands: list[str]) -> None:

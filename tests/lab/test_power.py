@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 
 from picl import lab as labs
 from picl.lab import node as nodes
+from picl.lab.blueprint import NETNS
 
 pytestmark = pytest.mark.lab
 
@@ -61,3 +63,22 @@ def test_a_second_up_keeps_running_nodes_and_boots_missing_ones(lab) -> None:
     assert result.returncode == 0, result.stderr
     assert not _booted_again(lab, "node0") and not _booted_again(lab, "node2")
     assert lab.ssh("node1", "hostname").stdout.strip() == "node1"
+
+
+def test_up_after_the_host_rebooted_boots_the_nodes_with_their_disks(lab) -> None:
+    for node in lab.blueprint.nodes:
+        lab.ssh(node.name, MARK)
+    # What a reboot of the host leaves: the lab's state, and nothing running, mounted or wired;
+    # where /run is on disk, namespace files with no namespace behind them.
+    blueprint = lab.blueprint
+    nodes.cut_power(nodes.processes(lab.name))
+    nodes.unmount_disks(blueprint.dir)
+    for namespace in [blueprint.namespace, *(n.namespace for n in blueprint.nodes)]:
+        subprocess.run(["ip", "netns", "delete", namespace], check=True)
+        (NETNS / namespace).touch()
+
+    result = lab.picl("lab", "up")
+    assert result.returncode == 0, result.stderr
+    for node in blueprint.nodes:
+        assert _booted_again(lab, node.name)
+        assert lab.ssh(node.name, "cat /root/picl-test-disk").stdout == "kept\n"
