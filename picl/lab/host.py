@@ -28,9 +28,10 @@ TOOLS = {
 }
 NSPAWN_RUN = Path("/run/systemd/nspawn")
 INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
-# Each booted systemd container holds a few dozen inotify instances, all counted against root.
-INOTIFY_PER_NODE = 40
-INOTIFY_BASE = 128
+# A booted node holds 10-13 inotify instances (systemd, NetworkManager, logind, dbus, a user
+# manager per login), all counted against root with the host's own.
+INOTIFY_PER_NODE = 16
+INOTIFY_BASE = 32
 
 
 LAB_TOOLS = ("systemd-nspawn", "debootstrap", "ip", "nsenter", "ssh", "ssh-keygen")
