@@ -1,0 +1,214 @@
+"""Commands on many nodes at once over plain OpenSSH: what `parallel-ssh` and `clush` do.
+
+Every node gets an `ssh` process of its own, all started together; each is read by a thread of
+its own so that a chatty node never blocks a quiet one. One deadline covers them all: a node that
+has not answered by then is killed and reported as a failure, never waited for.
+
+`picl run` runs the command as the cluster's user (the spec's personal user). Logged in as that
+user, it runs as is; logged in as root (the lab, or PICL_SSH_USER=root), through `runuser`;
+logged in as anyone else, through `sudo -n`. A node without that user fails alone, saying so.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+
+from picl.deploy.connection import Connection
+from picl.spec import Cluster, Node, User
+
+RUN_TIMEOUT = 60.0  # seconds for a `picl run` command, connection included
+# The remote side stops the command this long after the local deadline, should ssh's end vanish.
+REMOTE_GRACE = 5
+# Written on stderr by the remote wrapper before the command starts: tells the command's own
+# exit status 255 from ssh's (which means the connection failed).
+STARTED = "@picl: started"
+NO_USER = "@picl: no such user"
+
+
+@dataclass
+class Reply:
+    """What one node answered to a command."""
+
+    node: str
+    status: int | None  # the command's exit status; None when it did not finish
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+    error: str = ""  # why the node failed other than by the command's own status
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0 and not self.error
+
+    def output(self) -> str:
+        """stdout then stderr, as a person reads them."""
+        return self.stdout + self.stderr
+
+
+def cluster_user(cluster: Cluster) -> User | None:
+    """The cluster's user: the spec's first personal user (uid >= 1000), if any."""
+    return next((u for u in cluster.users if u.uid >= 1000), None)
+
+
+def as_user(user: str | None, command: str, timeout: float) -> str:
+    """Remote shell text running `command` with `sh -c` as `user`, in its home, bounded in time.
+
+    Without a user, the command runs as whoever picl logs in as.
+    """
+    limit = f"timeout -k {REMOTE_GRACE} {max(1, int(timeout) + REMOTE_GRACE)}"
+    run = f"cd 2>/dev/null || cd /; exec {limit} sh -c {shlex.quote(command)}"
+    if user is None:
+        return f"echo {shlex.quote(STARTED)} >&2; {run}"
+    u = shlex.quote(user)
+    return "\n".join([
+        f"if [ \"$(id -un)\" != {u} ] && ! id -u {u} >/dev/null 2>&1; then",
+        f"  echo {shlex.quote(NO_USER)} >&2; exit 1",
+        "fi",
+        f"echo {shlex.quote(STARTED)} >&2",
+        f"if [ \"$(id -un)\" = {u} ]; then {run}",
+        f"elif [ \"$(id -u)\" = 0 ]; then exec runuser -u {u} -- sh -c {shlex.quote(run)}",
+        f"else exec sudo -n -u {u} -H -- sh -c {shlex.quote(run)}",
+        "fi",
+    ])  # fmt: skip
+
+
+def _collect(
+    name: str, proc: subprocess.Popen[str], started: float, deadline: float, timeout: float,
+    marked: bool, done: queue.SimpleQueue[Reply],
+) -> None:
+    try:
+        try:
+            out, err = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate(timeout=REMOTE_GRACE)
+            reply = _reply(name, 0, out or "", err or "", time.monotonic() - started, True)
+            ran = not reply.error  # its marker came back: the node answered, the command hung
+            reply.status, reply.error = None, (f"still running after {timeout:g}s: stopped" if ran
+                                               else f"no answer within {timeout:g}s")
+            done.put(reply)
+            return
+        done.put(_reply(name, proc.returncode, out, err, time.monotonic() - started, marked))
+    except Exception as exc:  # noqa: BLE001 - a reader must always answer, or `ask` waits
+        done.put(Reply(name, None, error=f"cannot read its answer: {exc}"))
+
+
+def _reply(name: str, status: int, out: str, err: str, seconds: float, marked: bool) -> Reply:
+    """A finished ssh: the command's own answer, or why it never ran.
+
+    Unmarked text has only ssh's status to go by, where 255 means it could not connect.
+    """
+    lines = err.splitlines(keepends=True)
+    marks = [line.rstrip("\n") for line in lines]
+    if NO_USER in marks:
+        return Reply(name, None, out, "", seconds, error="no such user on this node")
+    if STARTED in marks:
+        del lines[marks.index(STARTED)]
+        return Reply(name, status, out, "".join(lines), seconds)
+    if not marked and status != 255:
+        return Reply(name, status, out, err, seconds)
+    why = err.strip().splitlines()[-1] if err.strip() else f"ssh exited {status}"
+    return Reply(name, None, out, err, seconds,
+                 error=why if why.startswith("ssh:") else f"ssh: {why}")
+
+
+def ask(
+    commands: dict[str, tuple[str, str]], connection: Connection, timeout: float
+) -> Generator[Reply, None, None]:
+    """Run remote shell text on every node at once; yield each reply as it comes.
+
+    `commands` maps a node's name to its (address, remote shell text).
+
+    With text from `as_user`, a reply's `status` is the command's own; with other text, ssh's
+    (where 255 is taken as "could not connect").
+    """
+    done: queue.SimpleQueue[Reply] = queue.SimpleQueue()
+    running: list[subprocess.Popen[str]] = []
+    started = time.monotonic()
+    deadline = started + timeout
+    try:
+        for name, (address, remote) in commands.items():
+            marked = STARTED in remote  # text from `as_user`
+            proc = subprocess.Popen(
+                # sh whatever the login shell is: the text is POSIX shell.
+                connection.ssh_argv(address, ["sh", "-c", remote]), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+            )  # fmt: skip
+            running.append(proc)
+            threading.Thread(
+                target=_collect, args=(name, proc, started, deadline, timeout, marked, done),
+                daemon=True,
+            ).start()
+        for _ in running:
+            # Each reader answers by the deadline plus its grace to reap ssh: never wait forever.
+            yield done.get(timeout=timeout + 2 * REMOTE_GRACE)
+    finally:
+        for proc in running:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def run(
+    cluster: Cluster, nodes: Iterable[Node], command: str, connection: Connection,
+    timeout: float = RUN_TIMEOUT,
+) -> Generator[Reply, None, None]:
+    """`picl run`: the command on each node as the cluster's user, replies as they come."""
+    user = cluster_user(cluster)
+    remote = as_user(user.name if user else None, command, timeout)
+    commands = {n.name: (str(n.address), remote) for n in nodes}
+    for reply in ask(commands, connection, timeout):
+        if reply.error == "no such user on this node" and user:
+            reply.error = f"no user {user.name} on this node (`picl apply` creates it)"
+        yield reply
+
+
+# -- output, as `clush -b` shows it ------------------------------------------------------------
+
+
+def node_set(names: Iterable[str]) -> str:
+    """Node names folded as clush does: node0 node1 node2 node5 -> node[0-2,5]."""
+    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    plain: list[str] = []
+    for name in names:
+        match = re.fullmatch(r"(.*?)(\d+)(\D*)", name)
+        if match:
+            prefix, digits, suffix = match.groups()
+            groups.setdefault((prefix, suffix), []).append((int(digits), digits))
+        else:
+            plain.append(name)
+    folded = []
+    for (prefix, suffix), numbers in groups.items():
+        numbers = sorted(set(numbers))
+        if len(numbers) == 1:
+            folded.append(f"{prefix}{numbers[0][1]}{suffix}")
+            continue
+        ranges: list[list[tuple[int, str]]] = []
+        for number in numbers:
+            if ranges and ranges[-1][-1][0] + 1 == number[0] and _fits(ranges[-1][0][1], number[1]):
+                ranges[-1].append(number)
+            else:
+                ranges.append([number])
+        parts = [r[0][1] if len(r) == 1 else f"{r[0][1]}-{r[-1][1]}" for r in ranges]
+        folded.append(f"{prefix}[{','.join(parts)}]{suffix}")
+    return ",".join(folded + plain)
+
+
+def _fits(first: str, digits: str) -> bool:
+    """Whether `digits` can share a range starting at `first`: node[08-10], node[8-10]."""
+    padded = len(first) > 1 and first.startswith("0")
+    return len(digits) == len(first) if padded else not digits.startswith("0") or digits == "0"
+
+
+def folded(replies: Iterable[Reply]) -> list[tuple[list[str], str]]:
+    """Nodes with the same output grouped: (node names, output), in the order first seen."""
+    groups: dict[str, list[str]] = {}
+    for reply in replies:
+        groups.setdefault(reply.output(), []).append(reply.node)
+    return [(nodes, output) for output, nodes in groups.items()]

@@ -1,0 +1,117 @@
+"""picl run's parts as data: folding node names and outputs, reading ssh's answers, and the
+remote wrapper that runs a command as the cluster's user (run here, on this machine)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from picl.deploy.remote import (
+    NO_USER,
+    STARTED,
+    Reply,
+    _reply,
+    as_user,
+    cluster_user,
+    folded,
+    node_set,
+)
+from picl.spec import Cluster
+
+
+@pytest.mark.parametrize(("names", "folded_names"), [
+    (["node0"], "node0"),
+    (["node0", "node1", "node2"], "node[0-2]"),
+    (["node2", "node0", "node1"], "node[0-2]"),
+    (["node0", "node1", "node2", "node5"], "node[0-2,5]"),
+    (["node1", "node3"], "node[1,3]"),
+    (["node08", "node09", "node10"], "node[08-10]"),
+    (["node8", "node9", "node10"], "node[8-10]"),
+    (["node9", "node010"], "node[9,010]"),  # widths differ: not one range
+    (["pi1", "node1", "node2"], "pi1,node[1-2]"),
+    (["rack1-pi1", "rack1-pi2", "rack2-pi1"], "rack1-pi[1-2],rack2-pi1"),
+    (["primary", "node1"], "node1,primary"),
+    ([], ""),
+])
+def test_node_names_fold_as_clush_does(names, folded_names) -> None:
+    assert node_set(names) == folded_names
+
+
+def test_identical_outputs_are_folded_in_the_order_first_seen() -> None:
+    replies = [
+        Reply("node0", 0, "Linux 6.1\n"),
+        Reply("node1", 1, "", "grep: /x: No such file\n"),
+        Reply("node2", 0, "Linux 6.1\n"),
+        Reply("node3", 1, "", "grep: /x: No such file\n"),
+        Reply("node4", None, error="no answer within 5s"),
+    ]
+    assert folded(replies) == [
+        (["node0", "node2"], "Linux 6.1\n"),
+        (["node1", "node3"], "grep: /x: No such file\n"),
+        (["node4"], ""),
+    ]
+
+
+@pytest.mark.parametrize(("status", "stderr", "marked", "expected"), [
+    # The wrapper's marker came back: the status is the command's own, even 255.
+    (0, f"{STARTED}\n", True, (0, "", "")),
+    (255, f"{STARTED}\nboom\n", True, (255, "boom\n", "")),
+    (3, f"warning from ssh\n{STARTED}\nfailed\n", True, (3, "warning from ssh\nfailed\n", "")),
+    # No marker: the command never ran; ssh says why.
+    (255, "ssh: connect to host 10.1.10.242 port 22: Connection refused\n", True,
+     (None, None, "ssh: connect to host 10.1.10.242 port 22: Connection refused")),
+    (255, "Host key verification failed.\n", True,
+     (None, None, "ssh: Host key verification failed.")),
+    (1, f"{NO_USER}\n", True, (None, "", "no such user on this node")),
+    # Text that is not the wrapper's: ssh's status is the answer, 255 is ssh's own failure.
+    (0, "", False, (0, "", "")),
+    (2, "cat: x\n", False, (2, "cat: x\n", "")),
+    (255, "", False, (None, None, "ssh: ssh exited 255")),
+])
+def test_a_reply_tells_the_commands_failure_from_ssh_s(status, stderr, marked, expected) -> None:
+    reply = _reply("node1", status, "", stderr, 0.1, marked)
+    want_status, want_stderr, want_error = expected
+    assert reply.status == want_status
+    if want_stderr is not None:
+        assert reply.stderr == want_stderr
+    assert reply.error == want_error
+    assert reply.ok is (want_status == 0 and not want_error)
+
+
+def test_the_cluster_user_is_the_first_personal_user(cluster: Cluster) -> None:
+    user = cluster_user(cluster)
+    assert user is not None and user.name == "federico"
+    root_only = cluster.model_copy(update={"users": [u for u in cluster.users if u.uid == 0]})
+    assert cluster_user(root_only) is None
+
+
+def _remote(text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", text], capture_output=True, text=True, timeout=30)
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="runuser needs root")
+
+
+@needs_root
+def test_as_root_the_command_runs_as_the_user_in_its_home() -> None:
+    proc = _remote(as_user("nobody", "id -un; pwd; exit 7", 10))
+    assert proc.returncode == 7
+    assert proc.stdout.split() == ["nobody", "/"]  # nobody's home does not exist: from /
+    assert _reply("n", proc.returncode, proc.stdout, proc.stderr, 0, True).status == 7
+
+
+@needs_root
+def test_a_node_without_the_user_fails_before_running_anything() -> None:
+    proc = _remote(as_user("no-such-user-picl", "echo ran", 10))
+    reply = _reply("n", proc.returncode, proc.stdout, proc.stderr, 0, True)
+    assert proc.stdout == ""
+    assert reply.status is None and reply.error == "no such user on this node"
+
+
+def test_without_a_user_the_command_runs_as_the_login() -> None:
+    proc = _remote(as_user(None, "echo \"x'y\"; echo 'a  b' | tr a A", 10))
+    assert proc.returncode == 0
+    assert proc.stdout == "x'y\nA  b\n"  # shell text, its quoting kept through the wrapper
+    assert proc.stderr == f"{STARTED}\n"
