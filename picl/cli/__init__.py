@@ -53,6 +53,16 @@ def _register() -> None:
     from picl.cli.leds import leds  # picl leds ... (picl/cli/leds.py)
 
     cli.add_command(leds)
+    from picl.cli.health import check_command  # picl check (picl/cli/health.py)
+    from picl.cli.power import reboot_command, shutdown_command  # (picl/cli/power.py)
+    from picl.cli.run import run_command  # picl run -- CMD... (picl/cli/run.py)
+
+    for command in (run_command, check_command, reboot_command, shutdown_command):
+        cli.add_command(command)
+    from picl.cli.agent import agent, history_command, status_command  # (picl/cli/agent.py)
+
+    for command in (agent, status_command, history_command):
+        cli.add_command(command)
 
 
 _register()
