@@ -226,7 +226,9 @@ DARK = "\x1b[38;2;60;60;60m░░"
 
 def _journal_until(lab: Lab, node: str, predicate, what: str) -> str:
     for _ in range(60):  # bounded wait, about 30 s: the service redraws 8 times a second
-        lines = lab.ssh(node, "journalctl -u picl-leds -o cat --no-pager -n 3").stdout
+        # Only the strip's frames: systemd's own lines about the unit are in the journal too.
+        lines = lab.ssh(node, "journalctl -u picl-leds -o cat --no-pager | grep -E '░|█' "
+                              "| tail -n 3").stdout
         if predicate(lines.splitlines()):
             return lines
         time.sleep(0.5)
