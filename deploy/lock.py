@@ -21,7 +21,9 @@ def converging(cluster: str, directory: Path = LOCK_DIR) -> Iterator[None]:
     except PermissionError:
         directory = Path.home() / ".cache" / "picl"
         directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{cluster}.lock"
+    # Two labs of one spec are two clusters: each converges on its own.
+    lab = os.environ.get("PICL_IN_LAB")
+    path = directory / (f"{cluster}@lab-{lab}.lock" if lab else f"{cluster}.lock")
     with path.open("a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
