@@ -210,8 +210,8 @@ def processes(lab: str | None = None) -> list[Process]:
         pid = int(entry.name)
         try:
             process = _identify(pid, own_mnt)
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue  # it ended while we looked
+        except OSError:
+            continue  # it ended while we looked (an exiting process's mountinfo: EINVAL)
         if process and (lab is None or process.lab == lab):
             found.append(process)
     return found
