@@ -1,0 +1,211 @@
+"""`picl agent install`: make the primary the cluster's control node, from the operator's machine.
+
+Over the operator's SSH (host keys checked), in order:
+1. read the primary's platform; build a wheelhouse for it here; copy it over;
+2. on the primary: picl into its own venv from the wheelhouse (no index), the bare repository
+   people push to, the agent's SSH key, the secrets file (600);
+3. the agent's key authorised for root on every node, their host keys pinned for the agent;
+4. the agent's unit, enabled on boot and (re)started.
+
+Running it again upgrades picl in place and keeps the repository, the status and the keys.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from picl.deploy.connection import Connection
+from picl.reconciler.paths import UNIT_NAME, Paths
+from picl.reconciler.primary import ssh
+from picl.reconciler.verify import allowed_signers
+from picl.reconciler.wheelhouse import PROBE, Platform, build
+from picl.spec import Cluster, Node
+
+REMOTE_TIMEOUT = 600.0  # seconds for one step on the primary (pip on an SD card is slow)
+PUSHERS = "sudo"  # the group that may push to the repository: the cluster's admins
+
+UNIT = """\
+# Written by picl agent install.
+[Unit]
+Description=picl agent: keeps the cluster at the state of its git branch
+After=network.target ssh.service
+# No network-online: a cluster carried offline converges from the local repository.
+
+[Service]
+Type=simple
+EnvironmentFile={environment}
+Environment=PYTHONUNBUFFERED=1
+ExecStart={venv}/bin/picl agent run
+Restart=always
+RestartSec=3
+TimeoutStopSec=30
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What the install did, for the CLI to tell."""
+
+    primary: str
+    platform: Platform
+    wheels: int
+    remote_url: str
+    agent_key: str
+    nodes: tuple[str, ...]
+    secrets: bool  # the secrets file was copied
+
+
+def unit(paths: Paths) -> str:
+    """The agent's systemd unit."""
+    return UNIT.format(environment=paths.environment, venv=paths.venv)
+
+
+def environment(paths: Paths, cluster: Cluster, led_backend: str) -> str:
+    """The agent's settings: how it reaches the nodes, the branch it follows."""
+    return "".join(f"{key}={value}\n" for key, value in {
+        "PICL_SSH_KEY": paths.key,
+        "PICL_KNOWN_HOSTS": paths.known_hosts,
+        "PICL_SSH_USER": "root",
+        "PICL_AGENT_BRANCH": cluster.agent.branch,
+        "PICL_LED_BACKEND": led_backend,
+    }.items())
+
+
+def known_hosts(cluster: Cluster, host_keys: dict[str, list[str]]) -> str:
+    """known_hosts for the agent: each node's keys, by address, name and full name."""
+    lines = []
+    for node in cluster.nodes:
+        names = f"{node.address},{node.name},{node.name}.{cluster.cluster.domain}"
+        lines += [f"{names} {' '.join(key.split()[:2])}" for key in host_keys.get(node.name, [])]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def prepare_script(paths: Paths, cluster: Cluster) -> str:
+    """On the primary: picl from the wheelhouse, the repository, the agent's key (printed)."""
+    q = shlex.quote
+    repo, venv, wheels = q(str(paths.repository)), q(str(paths.venv)), q(str(paths.wheelhouse))
+    key = q(str(paths.key))
+    signers = allowed_signers(list(cluster.agent.signed_by))
+    return "\n".join([
+        "set -eu",
+        "command -v git >/dev/null || { echo 'git is not installed: apt install git' >&2; "
+        "exit 3; }",
+        f"install -d -m 0755 {q(str(paths.config))} {q(str(paths.state))} "
+        f"{q(str(paths.repository.parent))}",
+        f"[ -x {venv}/bin/python ] || python3 -m venv --without-pip {venv}",
+        # pip runs from its own wheel: no ensurepip (python3-venv) needed on the node.
+        f"pip=$(ls {wheels}/pip-*.whl | head -n1)/pip",
+        f"{venv}/bin/python \"$pip\" install --quiet --no-index --no-deps --upgrade "
+        f"{wheels}/*.whl",
+        f"{venv}/bin/python \"$pip\" install --quiet --no-index --no-deps --force-reinstall "
+        f"{wheels}/picl-*.whl",
+        f"ln -sfn {venv}/bin/picl /usr/local/bin/picl",
+        f"if [ ! -f {repo}/HEAD ]; then git init --quiet --bare "
+        f"--initial-branch={q(cluster.agent.branch)} {repo}; fi",
+        f"git -C {repo} config core.sharedRepository group",
+        f"chgrp -R {PUSHERS} {repo} && chmod -R g+rwX {repo} && "
+        f"find {repo} -type d -exec chmod g+s {{}} +",
+        f"git config --system --get-all safe.directory | grep -qxF {repo} || "
+        f"git config --system --add safe.directory {repo}",
+        f"[ -f {key} ] || ssh-keygen -q -t ed25519 -N '' "
+        f"-C {q(f'picl-agent@{cluster.cluster.name}')} -f {key}",
+        # The trust anchor for signed commits: set once, then moved only by signed commits.
+        f"[ -e {q(str(paths.allowed_signers))} ] || printf %s {q(signers)} > "
+        f"{q(str(paths.allowed_signers))}" if signers else "true",
+        f"cat {key}.pub",
+    ])
+
+
+def start_script(paths: Paths, cluster: Cluster, led_backend: str) -> str:
+    """On the primary: the agent's settings and unit; enabled on boot and (re)started."""
+    q = shlex.quote
+    return "\n".join([
+        "set -eu",
+        f"printf %s {q(environment(paths, cluster, led_backend))} > "
+        f"{q(str(paths.environment))}",
+        f"printf %s {q(unit(paths))} > {q(str(paths.unit))}",
+        "systemctl daemon-reload",
+        f"systemctl enable --quiet {UNIT_NAME}",
+        f"systemctl restart {UNIT_NAME}",
+        f"systemctl is-active --quiet {UNIT_NAME}",
+    ])
+
+
+def authorize_script(key: str) -> str:
+    """On a node: the agent's key in root's authorized_keys (once), then its host keys."""
+    q = shlex.quote(key)
+    return (f"umask 077; mkdir -p /root/.ssh && "
+            f"{{ grep -qxF {q} /root/.ssh/authorized_keys 2>/dev/null || "
+            f"printf '%s\\n' {q} >> /root/.ssh/authorized_keys; }} && "
+            "cat /etc/ssh/ssh_host_*_key.pub")
+
+
+def _tar(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for path in sorted(directory.glob("*.whl")):
+            archive.add(path, arcname=path.name)
+    return buffer.getvalue()
+
+
+def install(cluster: Cluster, connection: Connection, secrets_file: Path | None,
+            led_backend: str = "blinkt", paths: Paths | None = None,
+            progress: Callable[[str], None] = lambda message: None,
+            pip_network: Path | None = None) -> Installed:
+    """Install (or upgrade) the agent on the spec's primary; see the module's docstring.
+
+    `pip_network`: the network namespace to download wheels in, when this one has no uplink.
+    """
+    paths = paths or Paths()
+    primary = cluster.primary
+    name = primary.name
+
+    def on(script: str, what: str, data: bytes | None = None, node: Node = primary) -> str:
+        return ssh(connection, node, script, what, data, REMOTE_TIMEOUT)
+
+    platform = Platform.parse(on(PROBE, "reading its platform"))
+    progress(f"{name}: {platform}; building the wheelhouse for it here")
+    with tempfile.TemporaryDirectory(prefix="picl-wheelhouse-") as tmp:
+        wheels = build(platform, Path(tmp), pip_network)
+        progress(f"{name}: copying {len(wheels)} wheels")
+        target = shlex.quote(str(paths.wheelhouse))
+        on(f"rm -rf {target}.new && mkdir -p {target}.new && tar -x -C {target}.new "
+           f"&& rm -rf {target} && mv {target}.new {target}", "copying the wheelhouse",
+           data=_tar(Path(tmp)))
+    progress(f"{name}: installing picl (offline), the repository, the agent's key")
+    agent_key = on(prepare_script(paths, cluster), "installing").strip().splitlines()[-1]
+    copied = bool(secrets_file and secrets_file.is_file())
+    if copied and secrets_file is not None:
+        destination = shlex.quote(str(paths.secrets))
+        on(f"umask 077 && cat > {destination}.new && chmod 600 {destination}.new && "
+           f"mv -f {destination}.new {destination}", "copying the secrets",
+           data=secrets_file.read_bytes())
+    progress(f"authorising the agent's key on {len(cluster.nodes)} nodes, pinning host keys")
+    host_keys = {
+        node.name: [line for line in on(authorize_script(agent_key),
+                                        "authorising the agent's key", node=node).splitlines()
+                    if line.strip()]
+        for node in cluster.nodes
+    }
+    on(f"cat > {shlex.quote(str(paths.known_hosts))}", "pinning host keys",
+       data=known_hosts(cluster, host_keys).encode())
+    progress(f"{name}: starting {UNIT_NAME}")
+    on(start_script(paths, cluster, led_backend), "starting the agent")
+    return Installed(
+        primary=name,
+        platform=platform,
+        wheels=len(wheels),
+        remote_url=f"ssh://{connection.user}@{cluster.primary.address}{paths.repository}",
+        agent_key=agent_key,
+        nodes=tuple(n.name for n in cluster.nodes),
+        secrets=copied,
+    )

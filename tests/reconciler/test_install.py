@@ -1,0 +1,113 @@
+"""The install's pure parts as data: the primary's platform, wheel tags, the files it writes."""
+
+from __future__ import annotations
+
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from picl.errors import PiclError
+from picl.reconciler.install import authorize_script, environment, known_hosts, unit
+from picl.reconciler.paths import Paths
+from picl.reconciler.wheelhouse import Platform, requirements
+from picl.spec import load
+from tests.reconciler.test_loop import spec
+
+PLATFORMS = [
+    ("aarch64 3.11 2.36\n", Platform("aarch64", "3.11", "2.36")),
+    ("x86_64 3.13 2.41", Platform("x86_64", "3.13", "2.41")),
+    ("armv7l 3.11 2.36", Platform("armv7l", "3.11", "2.36")),
+]
+
+
+@pytest.mark.parametrize(("line", "platform"), PLATFORMS)
+def test_platform_parse(line: str, platform: Platform) -> None:
+    assert Platform.parse(line) == platform
+
+
+@pytest.mark.parametrize("line", ["", "aarch64 3.11", "aarch64 3.11 ", "x86_64 3 2.36",
+                                  "aarch64 3.11 1.2", "musl 3.11 bionic"])
+def test_platform_parse_refuses(line: str) -> None:
+    with pytest.raises(PiclError):
+        Platform.parse(line)
+
+
+def test_tags_run_every_manylinux_up_to_the_glibc() -> None:
+    tags = Platform("aarch64", "3.11", "2.19").tags()
+    assert tags == [
+        "manylinux_2_19_aarch64", "manylinux_2_18_aarch64",
+        "manylinux_2_17_aarch64", "manylinux2014_aarch64",
+        "manylinux_2_16_aarch64", "manylinux_2_15_aarch64", "manylinux_2_14_aarch64",
+        "manylinux_2_13_aarch64", "manylinux_2_12_aarch64", "manylinux2010_aarch64",
+        "manylinux_2_11_aarch64", "manylinux_2_10_aarch64", "manylinux_2_9_aarch64",
+        "manylinux_2_8_aarch64", "manylinux_2_7_aarch64", "manylinux_2_6_aarch64",
+        "manylinux_2_5_aarch64", "manylinux1_aarch64",
+        "linux_aarch64",
+    ]
+
+
+def test_download_options() -> None:
+    options = Platform("aarch64", "3.11", "2.36").download_options()
+    assert options[:10] == ["--only-binary=:all:", "--implementation", "cp", "--python-version",
+                            "3.11", "--abi", "cp311", "--abi", "abi3", "--abi"]
+    assert options.count("--platform") == len(Platform("aarch64", "3.11", "2.36").tags())
+
+
+def test_requirements_leave_out_extras_and_the_strip(tmp_path: Path) -> None:
+    wheel = tmp_path / "picl-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("picl-0.1.0.dist-info/METADATA", (
+            "Metadata-Version: 2.4\nName: picl\nVersion: 0.1.0\n"
+            "Requires-Dist: pyinfra<3.11,>=3.9\n"
+            "Requires-Dist: blinkt<0.2,>=0.1.2\n"
+            "Requires-Dist: watchdog<8,>=4\n"
+            "Requires-Dist: pytest>=8; extra == \"test\"\n"
+            "Provides-Extra: test\n\nREADME\n"))
+    assert requirements(wheel) == ["pyinfra<3.11,>=3.9", "watchdog<8,>=4"]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):  # noqa: ANN201
+    (tmp_path / "cluster.toml").write_text(spec())
+    return load(tmp_path / "cluster.toml")
+
+
+def test_known_hosts_pin_every_name(cluster) -> None:  # noqa: ANN001
+    text = known_hosts(cluster, {
+        "node0": ["ssh-ed25519 AAAAnode0 root@node0"],
+        "node1": ["ssh-ed25519 AAAAnode1 root@node1", "ssh-rsa AAAArsa1"],
+    })
+    assert text == (
+        "10.1.10.240,node0,node0.cluster ssh-ed25519 AAAAnode0\n"
+        "10.1.10.241,node1,node1.cluster ssh-ed25519 AAAAnode1\n"
+        "10.1.10.241,node1,node1.cluster ssh-rsa AAAArsa1\n"
+    )
+
+
+def test_environment_and_unit(cluster) -> None:  # noqa: ANN001
+    paths = Paths()
+    assert environment(paths, cluster, "terminal") == (
+        "PICL_SSH_KEY=/etc/picl/agent_ed25519\n"
+        "PICL_KNOWN_HOSTS=/etc/picl/known_hosts\n"
+        "PICL_SSH_USER=root\n"
+        "PICL_AGENT_BRANCH=main\n"
+        "PICL_LED_BACKEND=terminal\n"
+    )
+    text = unit(paths)
+    assert "ExecStart=/opt/picl/venv/bin/picl agent run\n" in text
+    assert "EnvironmentFile=/etc/picl/agent.env\n" in text
+    assert "Restart=always\n" in text
+    assert "WantedBy=multi-user.target\n" in text
+    assert "network-online" not in text.split("# No network-online")[0]
+
+
+def test_authorize_adds_the_key_once(tmp_path: Path) -> None:
+    home = tmp_path / "root"
+    key = "ssh-ed25519 AAAAagent picl-agent@arrakis"
+    script = authorize_script(key).replace("/root/", f"{home}/").replace(
+        "/etc/ssh/ssh_host_*_key.pub", "/dev/null")
+    for _ in range(2):
+        subprocess.run(["sh", "-c", script], check=True)
+    assert (home / ".ssh" / "authorized_keys").read_text() == f"{key}\n"
