@@ -15,8 +15,8 @@ def conditions(status: Status) -> dict[str, tuple[str, str]]:
     return {c.type: (c.status, c.reason) for c in status.conditions}
 
 
-def cycle(status: Status = Status(branch="main"), trigger: str = "push") -> Status:
-    return st.observed(st.began(status, trigger, T0), A, attempted=True)
+def cycle(trigger: str = "push") -> Status:
+    return st.observed(st.began(Status(branch="main"), trigger, T0), A, attempted=True)
 
 
 CONVERGED = (NodeStatus("node0", "converged"), NodeStatus("node1", "converged"))
