@@ -59,6 +59,10 @@ def _register() -> None:
 
     for command in (run_command, check_command, reboot_command, shutdown_command):
         cli.add_command(command)
+    from picl.cli.agent import agent, history_command, status_command  # (picl/cli/agent.py)
+
+    for command in (agent, status_command, history_command):
+        cli.add_command(command)
 
 
 _register()
