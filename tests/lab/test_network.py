@@ -75,3 +75,18 @@ def test_status_json(lab) -> None:
     assert [(n["name"], n["running"], n["ssh"]) for n in status["nodes"]] == [
         (n.name, True, True) for n in lab.blueprint.nodes
     ]
+
+
+def test_git_push_to_a_node_just_works_inside_the_lab(lab, tmp_path) -> None:
+    node = lab.blueprint.nodes[0]
+    lab.ssh(node.name, "rm -rf /root/push-test.git && git init -q --bare /root/push-test.git")
+    work = tmp_path / "work"
+    git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    (work / "cluster.toml").write_text("# pushed\n")
+    subprocess.run([*git, "add", "cluster.toml"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "spec"], check=True)
+    pushed = lab.exec([*git, "push", "-q", f"ssh://root@{node.address}/root/push-test.git", "main"])
+    assert pushed.returncode == 0
+    log = lab.ssh(node.name, "git -C /root/push-test.git log --format=%s main").stdout
+    assert log == "spec\n"
