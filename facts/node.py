@@ -27,6 +27,8 @@ class Probe:
     directories: tuple[str, ...] = ()  # exported directories: ownership and mode
     packages: tuple[str, ...] = ()
     units: tuple[str, ...] = ()  # systemd units: enabled? active?
+    exists: tuple[str, ...] = ()  # paths whose existence alone matters (a backend's programs)
+    secret_files: tuple[str, ...] = ()  # compared by digest: their content never leaves the node
 
 
 # Files read whole on every node, by section name.
@@ -67,9 +69,8 @@ def script(probe: Probe) -> str:
         f"echo '{MARK} target'; systemctl get-default 2>/dev/null || echo {ABSENT}",
         f"echo '{MARK} localtime'; readlink /etc/localtime || echo {ABSENT}",
         f"echo '{MARK} host_keys'; cat /etc/ssh/ssh_host_*_key.pub 2>/dev/null",
-        f"echo '{MARK} network'; "
-        "if [ -d /etc/NetworkManager ]; then echo networkmanager; "
-        "elif [ -f /etc/dhcpcd.conf ]; then echo dhcpcd; else echo unknown; fi",
+        # Bytes, not text: fstab is rewritten byte for byte, whatever its encoding.
+        _file("fstab", "/etc/fstab"),
     ]
     parts += [_file(section, shlex.quote(path)) for section, path in SYSTEM_FILES.items()]
     if probe.packages:
@@ -101,6 +102,16 @@ def script(probe: Probe) -> str:
                      f"$(systemctl is-active {quoted} 2>/dev/null || true)")
     for path in probe.directories:
         parts.append(_stat(f"directory {path}", shlex.quote(path)))
+    if probe.exists:
+        paths = " ".join(shlex.quote(p) for p in probe.exists)
+        parts.append(f"echo '{MARK} exists'; "
+                     f"for p in {paths}; do [ -e \"$p\" ] && echo \"$p\"; done")
+    for path in probe.secret_files:
+        quoted = shlex.quote(path)
+        parts.append(f"echo {shlex.quote(f'{MARK} digest {path}')}; "
+                     f"if [ -f {quoted} ]; then sha256sum < {quoted} | cut -c1-64; "
+                     f"else echo {ABSENT}; fi")
+        parts.append(_stat(f"file_stat {path}", quoted))
     return "\n".join(parts) + "\ntrue\n"
 
 
@@ -149,13 +160,15 @@ class Observed:
     localtime: str | None = None
     host_keys: list[str] = field(default_factory=list)
     password_digests: dict[str, str] = field(default_factory=dict)  # user -> sha256 of hash
-    network_backend: str = "unknown"
+    fstab: bytes | None = None  # /etc/fstab exactly as on disk (None: absent)
     files: dict[str, str | None] = field(default_factory=dict)  # path -> text (None: absent)
     stats: dict[str, Stat | None] = field(default_factory=dict)  # path -> stat
     packages: dict[str, bool] = field(default_factory=dict)  # name -> installed
     user_files: dict[tuple[str, str], str | None] = field(default_factory=dict)
     user_stats: dict[tuple[str, str], Stat | None] = field(default_factory=dict)
     units: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (enabled, active)
+    existing: set[str] = field(default_factory=set)  # the probe's `exists` paths that exist
+    digests: dict[str, str | None] = field(default_factory=dict)  # secret file -> sha256
 
     def file(self, path: str) -> str | None:
         return self.files.get(path)
@@ -198,7 +211,8 @@ def parse(lines: list[str]) -> Observed:
         target=None if first.get("target") in (None, ABSENT) else first["target"],
         localtime=None if first.get("localtime") in (None, ABSENT) else first["localtime"],
         host_keys=[line for line in found.get("host_keys", []) if line.strip()],
-        network_backend=first.get("network", "unknown"),
+        fstab=None if first.get("fstab", ABSENT) == ABSENT else base64.b64decode(first["fstab"]),
+        existing=set(found.get("exists", [])),
     )
     for line in found.get("passwd", []):
         fields = line.split(":")
@@ -228,6 +242,8 @@ def parse(lines: list[str]) -> Observed:
         elif kind == "unit":
             enabled, _, active = value.partition(" ")
             observed.units[rest] = (enabled, active)
+        elif kind == "digest":
+            observed.digests[rest] = None if value == ABSENT else value
         elif kind == "password":
             observed.password_digests[rest] = value
         elif kind in ("cluster_key_private", "home", "xauthority"):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +24,7 @@ OUTPUT = [
     f"{MARK} target", "graphical.target",
     f"{MARK} localtime", "/usr/share/zoneinfo/Europe/Rome",
     f"{MARK} host_keys", "ssh-ed25519 AAAA root@node1", "",
-    f"{MARK} network", "networkmanager",
+    f"{MARK} fstab", base64.b64encode(b"# caf\xe9\nproc /proc proc defaults 0 0").decode(),
     f"{MARK} hosts", b64("127.0.0.1 localhost\n"),
     f"{MARK} chrony", ABSENT,
     f"{MARK} packages", "htop ii ", "stress un ",
@@ -31,6 +33,10 @@ OUTPUT = [
     f"{MARK} password pi", "e3b0c442",
     f"{MARK} file /etc/motd", "",
     f"{MARK} file_stat /etc/motd", "root root 644 0 0 regular file",
+    f"{MARK} unit NetworkManager.service", "enabled active",
+    f"{MARK} exists", "/usr/sbin/NetworkManager",
+    f"{MARK} digest /etc/wpa_supplicant/wpa_supplicant.conf", ABSENT,
+    f"{MARK} digest /etc/NetworkManager/system-connections/picl-wifi.nmconnection", "ab12",
 ]
 
 
@@ -47,7 +53,11 @@ def test_sections_split_at_markers() -> None:
     ("target", "graphical.target"),
     ("timezone", "Europe/Rome"),
     ("host_keys", ["ssh-ed25519 AAAA root@node1"]),
-    ("network_backend", "networkmanager"),
+    ("fstab", b"# caf\xe9\nproc /proc proc defaults 0 0"),  # bytes, exactly as on disk
+    ("units", {"NetworkManager.service": ("enabled", "active")}),
+    ("existing", {"/usr/sbin/NetworkManager"}),
+    ("digests", {"/etc/wpa_supplicant/wpa_supplicant.conf": None,
+                 "/etc/NetworkManager/system-connections/picl-wifi.nmconnection": "ab12"}),
     ("packages", {"htop": True, "stress": False}),
     ("password_digests", {"pi": "e3b0c442"}),
 ])
@@ -70,8 +80,11 @@ def test_accounts_groups_and_files() -> None:
 def test_script_runs_here_and_reads_this_machine(tmp_path) -> None:
     managed = tmp_path / "it's a file"
     managed.write_text("no newline at the end")
+    secret = tmp_path / "psk"
+    secret.write_text("hunter22")
     probe = Probe(users=("root", "nobody-here"), files=(str(managed), "/nonexistent/x"),
-                  directories=(str(tmp_path),), packages=("bash", "no-such-package"))
+                  directories=(str(tmp_path),), packages=("bash", "no-such-package"),
+                  exists=("/bin/sh", "/nonexistent/y"), secret_files=(str(secret),))
     out = subprocess.run(["sh", "-c", script(probe)], capture_output=True, text=True, check=True)
     observed = parse(out.stdout.splitlines())
     assert observed.accounts["root"].uid == 0
@@ -82,3 +95,8 @@ def test_script_runs_here_and_reads_this_machine(tmp_path) -> None:
     assert "no-such-package" not in observed.packages
     assert observed.user_stats[("home", "nobody-here")] is None
     assert len(observed.password_digests["root"]) == 64
+    assert observed.existing == {"/bin/sh"}
+    assert observed.digests[str(secret)] == hashlib.sha256(b"hunter22").hexdigest()
+    assert "hunter22" not in out.stdout
+    fstab = Path("/etc/fstab")
+    assert observed.fstab == (fstab.read_bytes() if fstab.exists() else None)
