@@ -53,6 +53,27 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Guard:
+    """How to undo a change that can cut picl off the node (see deploy.confirm).
+
+    Its steps run under a dead-man switch: the node saves `files` and, unless picl confirms
+    over a new SSH connection in time, puts them back and runs `restore`. `capture` runs when
+    the switch is armed, to note what to come back to; both run in the switch's directory.
+    """
+
+    files: tuple[str, ...] = ()  # restored byte for byte, or removed if they did not exist
+    capture: tuple[str, ...] = ()  # shell commands
+    restore: tuple[str, ...] = ()  # shell commands, each allowed to fail
+
+    def __add__(self, other: Guard) -> Guard:
+        def both(mine: tuple[str, ...], theirs: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(dict.fromkeys(mine + theirs))
+
+        return Guard(both(self.files, other.files), both(self.capture, other.capture),
+                     both(self.restore, other.restore))
+
+
+@dataclass(frozen=True)
 class Change:
     resource: str  # in the cluster's words: "user federico", "file /etc/motd", "hosts"
     action: Action
@@ -60,6 +81,10 @@ class Change:
     diff: str = ""  # unified diff of a file's content, when it has one
     steps: tuple[Step, ...] = ()
     sensitive: bool = False  # the content is a secret: no diff is ever shown
+    # Why apply will not make this change (a foreign fstab line in the way): shown in the plan,
+    # and the node fails at apply once its other changes are made.
+    blocked: str = ""
+    guard: Guard | None = None  # its steps can cut picl off: confirm-or-revert
 
 
 def attributes(before: dict[str, Any], after: dict[str, Any],
@@ -124,8 +149,13 @@ class NodePlan:
     error: str | None = None  # unreachable, or its state could not be read
 
     @property
+    def blocked(self) -> list[Change]:
+        return [c for c in self.changes if c.blocked]
+
+    @property
     def counts(self) -> dict[Action, int]:
         counts: dict[Action, int] = {"create": 0, "update": 0, "remove": 0}
         for change in self.changes:
-            counts[change.action] += 1
+            if not change.blocked:
+                counts[change.action] += 1
         return counts

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import re
 import socket
 import time
 import traceback
@@ -21,8 +22,8 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, TypeVar
 
-from picl.deploy import github, keys
-from picl.deploy.changes import NodePlan, Step
+from picl.deploy import confirm, github, keys
+from picl.deploy.changes import Change, Guard, NodePlan, Step
 from picl.deploy.connection import Connection
 from picl.deploy.plan import Plan, plan_node, probe
 from picl.deploy.view import ClusterFacts
@@ -37,6 +38,14 @@ T = TypeVar("T")
 
 class NodeFailure(Exception):
     """A node could not be read or converged; the message says why, in a line or a few."""
+
+
+class Unreachable(NodeFailure):
+    """No SSH session to the node could be opened: nothing ran there."""
+
+
+class RolledBack(NodeFailure):
+    """The node undid its risky changes (confirm-or-revert): a failure, with the reason."""
 
 
 def _pyinfra_logs() -> list[str]:
@@ -58,7 +67,7 @@ def _socket(address: str, timeout: int) -> socket.socket:
     try:
         sock = socket.create_connection((address, 22), timeout=timeout)
     except OSError as exc:
-        raise NodeFailure(f"unreachable: {address}:22: {exc.strerror or exc}") from None
+        raise Unreachable(f"unreachable: {address}:22: {exc.strerror or exc}") from None
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 5)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 2)
@@ -85,12 +94,22 @@ def _session(node: Node, connection: Connection) -> tuple[Any, Any, list[str]]:
         connect_all(state)
     host = inventory.get_host(node.name)
     if not host.connected:
-        raise NodeFailure("unreachable: " + (_last(logs) or "cannot connect over SSH"))
+        raise Unreachable("unreachable: " + (_last(logs) or "cannot connect over SSH"))
     return state, host, logs
 
 
+# pyinfra's own words around a step's error: its host prefix, and a count of commands run.
+_PREFIX = re.compile(r"^\[[^\]]*\] ")
+_COUNT = re.compile(r"^Error: executed \d+ commands?$")
+
+
 def _last(logs: list[str]) -> str:
-    return "; ".join(line.strip() for line in logs[-3:] if line.strip())
+    """The last few lines of what went wrong, in the node's own words where there are any."""
+    lines = [" ".join(_PREFIX.sub("", line.strip()).split()) for line in logs if line.strip()]
+    said = [line for line in lines if not _COUNT.match(line)]
+    if lines and not said:
+        return "a step failed without a message"
+    return "; ".join(said[-3:])
 
 
 def read_node(node: Node, what: Probe, connection: Connection) -> Observed:
@@ -145,12 +164,15 @@ class Outcome:
     value: Any = None
     error: str = ""
     seconds: float = 0.0
+    rolled_back: bool = False  # its risky changes were undone: see deploy.confirm
 
 
 def _child(work: Callable[[Any], Any], item: Any, pipe: Pipe) -> None:
     started = time.monotonic()
     try:
         pipe.send(("ok", work(item), time.monotonic() - started))
+    except RolledBack as exc:
+        pipe.send(("rolled_back", str(exc), time.monotonic() - started))
     except NodeFailure as exc:
         pipe.send(("error", str(exc), time.monotonic() - started))
     except BaseException as exc:  # noqa: BLE001 - a bug must come back as text, not a hang
@@ -191,7 +213,8 @@ def in_parallel(work: Callable[[T], Any], items: dict[str, T], timeout: float) -
             if status == "ok":
                 yield Outcome(name, True, value=value, seconds=seconds)
             else:
-                yield Outcome(name, False, error=value, seconds=seconds)
+                yield Outcome(name, False, error=value, seconds=seconds,
+                              rolled_back=status == "rolled_back")
 
 
 @dataclass
@@ -203,6 +226,8 @@ class Target:
     secrets_file: Path
     spec_dir: Path
     only: list[str] = field(default_factory=list)  # node names; empty: every node
+    # Seconds a node waits for picl to confirm a risky change before it undoes it.
+    confirm_timeout: int = confirm.DEFAULT_TIMEOUT
     led_service: dict[str, str] = field(default_factory=dict)  # see deploy.leds
 
     def selected(self) -> list[Node]:
@@ -213,7 +238,8 @@ def make_plan(target: Target) -> Plan:
     """Read every node (host keys are shared) and plan the selected ones."""
     cluster = target.cluster
     plan = Plan()
-    shared = ClusterFacts(spec_dir=target.spec_dir, led_service=target.led_service)
+    shared = ClusterFacts(spec_dir=target.spec_dir, led_service=target.led_service,
+                          login_user=target.connection.user)
     names = [name for user in cluster.users for name in user.github]
     if names:
         resolved = github.resolve(names)
@@ -245,16 +271,115 @@ def _reader(cluster: Cluster, connection: Connection,
     return lambda node: read_node(node, probe(cluster, node, shared), connection)
 
 
-def steps_of(node_plan: NodePlan) -> list[Step]:
-    """The node's steps in plan order; a step shared by several changes runs once."""
+def steps_of(changes: list[Change]) -> list[Step]:
+    """The changes' steps in plan order; a step shared by several changes runs once."""
     seen: set[int] = set()
     steps = []
-    for change in node_plan.changes:
+    for change in changes:
         for step in change.steps:
             if id(step) not in seen:
                 seen.add(id(step))
                 steps.append(step)
     return steps
+
+
+# After a node's deadline, how long picl keeps trying to reach it: the revert re-activates
+# the old network, which takes NetworkManager a few seconds.
+REVERT_GRACE = 30
+
+
+def _settle(node: Node, connection: Connection, command: str,
+            until: float) -> tuple[confirm.Answer, str]:
+    """Run a confirm or revert command over a *new* connection, retrying until `until`.
+
+    Returns the node's answer, and why the first attempt could not connect ('' if it could).
+    """
+    from pyinfra.api import StringCommand
+    from pyinfra.api.connect import disconnect_all
+
+    first = ""
+    while True:
+        try:
+            state, host, logs = _session(node, connection)
+        except Unreachable as exc:
+            first = first or str(exc)
+            if time.monotonic() >= until:
+                raise NodeFailure(f"no SSH connection since the change ({first})") from None
+            time.sleep(2)
+            continue
+        try:
+            ok, output = host.run_shell_command(StringCommand(command))
+        finally:
+            disconnect_all(state)
+        answer = confirm.parse_answer(output.stdout_lines)
+        if ok and answer is not None:
+            return answer, first
+        raise NodeFailure("cannot confirm its changes: "
+                          + (output.stderr.strip() or _last(logs) or "no answer"))
+
+
+def converge_node(node: Node, node_plan: NodePlan, connection: Connection,
+                  confirm_timeout: int = confirm.DEFAULT_TIMEOUT) -> int:
+    """Make the node's planned changes; returns how many were made.
+
+    Changes with a guard run last, in a session of their own: the node arms its dead-man
+    switch, they run, and picl confirms over a new connection (deploy.confirm). A failure
+    among them reverts them all; a node picl cannot reach again reverts by itself. Blocked
+    changes are not made: the node fails once the others are.
+    """
+    runnable = [c for c in node_plan.changes if not c.blocked]
+    plain = [c for c in runnable if c.guard is None]
+    risky = [c for c in runnable if c.guard is not None]
+    if plain:
+        apply_node(node, steps_of(plain), connection)
+    if risky:
+        _apply_guarded(node, risky, connection, confirm_timeout)
+    if node_plan.blocked:
+        raise NodeFailure("; ".join(f"{c.resource}: {c.blocked}" for c in node_plan.blocked))
+    return len(runnable)
+
+
+def _apply_guarded(node: Node, changes: list[Change], connection: Connection,
+                   timeout: int) -> None:
+    guard = Guard()
+    for change in changes:
+        guard += change.guard or Guard()
+    token = confirm.new_token()
+    steps = [confirm.arm_step(token, timeout, guard), *steps_of(changes)]
+    try:
+        apply_node(node, steps, connection)
+    except Unreachable:
+        raise  # no session: nothing was armed or changed
+    except NodeFailure as exc:
+        # The node's timer fires at the latest `timeout` after its steps ended.
+        until = time.monotonic() + timeout + REVERT_GRACE
+        try:
+            answer, lost = _settle(node, connection, confirm.revert_command(token, str(exc)),
+                                   until)
+        except NodeFailure as gone:
+            raise RolledBack(f"{exc}; {gone}: the node undoes the change by itself") from None
+        if answer.state == "none":
+            raise  # failed before the switch was armed: nothing changed
+        raise RolledBack(_because(str(exc), answer.reason, lost)) from None
+    until = time.monotonic() + timeout + REVERT_GRACE
+    try:
+        answer, lost = _settle(node, connection, confirm.confirm_command(token), until)
+    except NodeFailure as exc:
+        raise RolledBack(f"{exc}: the node undoes the change by itself") from None
+    if answer.state == "reverted":
+        raise RolledBack(_because(answer.reason, answer.reason, lost))
+    if answer.state != "confirmed":
+        raise NodeFailure(f"its dead-man switch is gone ({answer.state}): check the node")
+
+
+def _because(error: str, reason: str, lost: str) -> str:
+    """Why a node rolled back: what failed, why the node reverted, why picl lost it."""
+    parts = [error]
+    if reason and reason != error:
+        parts.append(reason)
+    if lost:
+        parts.append(f"no SSH connection after the change: {lost}")
+    return "; ".join(parts)
 
 
 def apply_plan(target: Target, plan: Plan) -> Iterator[Outcome]:
@@ -263,6 +388,6 @@ def apply_plan(target: Target, plan: Plan) -> Iterator[Outcome]:
     nodes = {name: target.cluster.node(name) for name in todo}
 
     def converge(node: Node) -> int:
-        return apply_node(node, steps_of(todo[node.name]), target.connection)
+        return converge_node(node, todo[node.name], target.connection, target.confirm_timeout)
 
     yield from in_parallel(converge, nodes, APPLY_TIMEOUT)

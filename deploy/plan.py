@@ -67,9 +67,14 @@ class Plan:
     def failed(self) -> list[NodePlan]:
         return [n for n in self.nodes if n.error]
 
+    @property
+    def blocked(self) -> int:
+        """Changes apply will not make (each says why): they fail their node."""
+        return sum(len(n.blocked) for n in self.nodes)
+
     def summary(self) -> dict[str, int]:
         total = {"create": 0, "update": 0, "remove": 0}
         for node in self.nodes:
             for action, count in node.counts.items():
                 total[action] += count
-        return total
+        return {**total, "blocked": self.blocked}

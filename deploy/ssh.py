@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from picl.deploy.changes import Attribute, Change, block_lines, text_diff, with_block
+from picl.deploy.changes import Attribute, Change, Guard, block_lines, text_diff, with_block
 from picl.deploy.commands import command, put, sh
 from picl.deploy.view import NodeView, home
 from picl.spec import User
@@ -56,6 +56,8 @@ def _authorized_keys(view: NodeView, user: User) -> Iterator[Change]:
                    [_key_label(k) for k in wanted]),),
         steps=(sh(_ssh_dir(user)),
                put(path, with_block(current, wanted), user.name, group, "0600")),
+        # The keys picl logs in with: confirmed over a new connection, or put back.
+        guard=Guard(files=(path,)) if user.name == view.shared.login_user else None,
     )
 
 

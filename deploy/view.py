@@ -24,6 +24,7 @@ class ClusterFacts:
     cluster_keys: dict[str, KeyPair] = field(default_factory=dict)  # user -> key pair
     spec_dir: Path = Path(".")
     led_service: dict[str, str] = field(default_factory=dict)  # node path -> content
+    login_user: str = "root"  # whom picl logs in as: its keys are changed under a guard
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # pyinfra loads only when a command needs it: `picl --help` s
     from picl.spec import Cluster
 
 SYMBOL = {"create": ("+", "green"), "update": ("~", "yellow"), "remove": ("-", "red")}
+CONFIRM_TIMEOUT_ENV = "PICL_CONFIRM_TIMEOUT"
+DEFAULT_CONFIRM_TIMEOUT = 60  # as deploy.confirm.DEFAULT_TIMEOUT, without loading pyinfra
 
 node_option = click.option("--node", "nodes", multiple=True, metavar="N",
                            help="Only this node (repeatable).")
@@ -47,7 +49,18 @@ def target(env: Env, nodes: tuple[str, ...]) -> Target:
         spec_dir=spec_dir,
         only=list(nodes),
         led_service=led_service(cluster),
+        confirm_timeout=confirm_timeout(),
     )
+
+
+def confirm_timeout() -> int:
+    """Seconds a node waits for picl to confirm a risky change: $PICL_CONFIRM_TIMEOUT or 60."""
+    value = os.environ.get(CONFIRM_TIMEOUT_ENV, "").strip()
+    if not value:
+        return DEFAULT_CONFIRM_TIMEOUT
+    if not value.isdigit() or not 10 <= int(value) <= 3600:
+        raise PiclError(f"{CONFIRM_TIMEOUT_ENV}={value!r}: give whole seconds, 10 to 3600")
+    return int(value)
 
 
 def led_service(cluster: Cluster) -> dict[str, str]:
@@ -72,6 +85,7 @@ def change_document(change: Change) -> dict[str, Any]:
             for a in change.attributes
         ],
         "diff": SENSITIVE if change.sensitive else change.diff,
+        "blocked": change.blocked or None,
     }
 
 
@@ -94,6 +108,8 @@ def summary_line(plan: Plan) -> str:
     line = (f"Plan: {total['create']} to add, {total['update']} to change, "
             f"{total['remove']} to remove on {len(plan.nodes)} node"
             f"{'s' * (len(plan.nodes) != 1)}")
+    if plan.blocked:
+        line += f"; {plan.blocked} blocked"
     if plan.failed:
         line += f"; {len(plan.failed)} unreachable"
     return line
@@ -109,6 +125,9 @@ def show_node(env: Env, node: NodePlan) -> None:
         return
     out.print(f"[bold]{node.node}[/]")
     for change in node.changes:
+        if change.blocked:
+            out.print(f"  [red]! {escape(change.resource)}: blocked: {escape(change.blocked)}[/]")
+            continue
         symbol, colour = SYMBOL[change.action]
         out.print(f"  [{colour}]{symbol} {escape(change.resource)}[/]")
         for attribute in change.attributes:
@@ -145,7 +164,7 @@ def plan(env: Env, nodes: tuple[str, ...], as_json: bool, detailed_exitcode: boo
         click.echo(json.dumps(plan_document(result), indent=2, default=str))
     else:
         show_plan(env, result)
-    if result.failed:
+    if result.failed or result.blocked:
         return ExitStatus.ERROR
     return ExitStatus.CHANGES if detailed_exitcode and result.changes else ExitStatus.OK
 
@@ -164,6 +183,8 @@ def _report(env: Env, outcome: Outcome, plan: Plan) -> None:
     if outcome.ok:
         env.out.print(f"[bold]{outcome.node}[/]: [green]converged[/] "
                       f"({count} change{'s' * (count != 1)}, {outcome.seconds:.1f}s)")
+    elif outcome.rolled_back:
+        env.out.print(f"[bold]{outcome.node}[/]: [red]ROLLED BACK[/]: {escape(outcome.error)}")
     else:
         env.out.print(f"[bold]{outcome.node}[/]: [red]FAILED[/]: {escape(outcome.error)}")
 
@@ -193,7 +214,8 @@ def apply(env: Env, nodes: tuple[str, ...], yes: bool, as_json: bool) -> int:
     if as_json:
         document = plan_document(result)
         document["applied"] = [
-            {"node": o.node, "ok": o.ok, "error": o.error or None, "seconds": round(o.seconds, 2)}
+            {"node": o.node, "ok": o.ok, "error": o.error or None, "rolled_back": o.rolled_back,
+             "seconds": round(o.seconds, 2)}
             for o in outcomes
         ]
         click.echo(json.dumps(document, indent=2, default=str))
