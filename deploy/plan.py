@@ -8,7 +8,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from picl.deploy import boot, files, leds, names, packages, shares, ssh, time, users
+from picl.deploy import (
+    boot,
+    files,
+    leds,
+    mounts,
+    names,
+    packages,
+    shares,
+    ssh,
+    time,
+    users,
+)
 from picl.deploy.changes import Change, NodePlan
 from picl.deploy.view import ClusterFacts, NodeView
 from picl.facts.node import Observed, Probe
@@ -24,6 +35,8 @@ CONCERNS: tuple[Callable[[NodeView], list[Change]], ...] = (
     packages.changes,
     files.changes,
     shares.changes,
+    # Changes that can cut picl off: apply runs them after the others, under confirm-or-revert.
+    mounts.changes,
     leds.changes,  # last: it shows the state of everything above
 )
 

@@ -1,0 +1,121 @@
+"""The fstab concern as data: a node's fstab bytes in, the change (diff, transaction, guard) out."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from picl.deploy import mounts
+from picl.deploy.plan import plan_node
+from picl.spec import Cluster
+from tests.deploy.clusters import small_cluster
+from tests.deploy.conftest import fresh_node, view
+
+NFS = "rw,_netdev,nofail,x-systemd.automount,x-systemd.mount-timeout=30s"
+SHARED = ("# picl: managed by picl (cluster.toml [[shares]] shared); edit the spec, not this line\n"
+          f"10.1.10.240:/srv/shared /shared nfs {NFS} 0 0\n")
+SCRATCH = ("# picl: managed by picl (cluster.toml [[mounts]] /scratch); edit the spec, not this line\n"
+           "LABEL=scratch /scratch ext4 defaults,nofail 0 0\n")
+STOCK = b"proc /proc proc defaults 0 0\nPARTUUID=4e639091-02 / ext4 defaults,noatime 0 1\n"
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Cluster:
+    return small_cluster(tmp_path)
+
+
+def node_changes(cluster: Cluster, node: str, fstab: bytes | None) -> dict:
+    observed = fresh_node(node)
+    observed.fstab = fstab
+    return {c.resource: c for c in mounts.changes(view(cluster, node, observed))}
+
+
+def test_new_entries_are_one_transaction_showing_the_lines_added(spec: Cluster) -> None:
+    change = node_changes(spec, "node1", STOCK)["fstab"]
+    assert change.action == "update"
+    added = [line[1:] for line in change.diff.splitlines() if line.startswith("+") and
+             not line.startswith("+++")]
+    assert "\n".join(added) + "\n" == SHARED + SCRATCH
+    assert [(a.name, a.before, a.after) for a in change.attributes] == [
+        ("mounts", [], ["/shared", "/scratch"])]
+    (step,) = change.steps
+    assert step.operation is mounts.fstab_transaction
+    assert step.arguments == {
+        "data": STOCK + (SHARED + SCRATCH).encode(),
+        "before": hashlib.sha256(STOCK).hexdigest(),
+        "unmount": [],
+        "mount": ["/shared", "/scratch"],
+    }
+
+
+def test_the_server_does_not_mount_its_own_share(spec: Cluster) -> None:
+    assert node_changes(spec, "node0", STOCK) == {}
+    assert node_changes(spec, "node0", None) == {}  # no fstab, nothing wanted: nothing to do
+
+
+def test_a_node_that_has_its_entries_has_no_change(spec: Cluster) -> None:
+    assert node_changes(spec, "node1", STOCK + (SHARED + SCRATCH).encode()) == {}
+
+
+def test_removal_and_update_unmount_before_the_file_changes(tmp_path: Path) -> None:
+    spec = small_cluster(tmp_path, extra="")
+    old = SHARED.replace("rw,", "ro,").encode()
+    stale = (b"# picl: managed by picl (cluster.toml [[mounts]] /old); edit the spec, not this line\n"
+             b"tmpfs /old tmpfs defaults 0 0\n")
+    change = node_changes(spec, "node2", STOCK + old + stale)["fstab"]
+    arguments = change.steps[0].arguments
+    assert arguments["unmount"] == ["/old", "/shared"]
+    assert arguments["mount"] == ["/shared"]
+    assert "-tmpfs /old tmpfs defaults 0 0" in change.diff.splitlines()
+
+
+def test_a_foreign_line_for_a_wanted_mount_point_blocks_it_and_is_kept(spec: Cluster) -> None:
+    foreign = b"//nas/share /shared cifs guest 0 0\n"
+    found = node_changes(spec, "node1", STOCK + foreign)
+    blocked = found["mount /shared"]
+    assert "//nas/share /shared cifs guest 0 0" in blocked.blocked
+    assert blocked.steps == ()
+    # The other entry is still added; the foreign line stays as it is.
+    data = found["fstab"].steps[0].arguments["data"]
+    assert data == STOCK + foreign + SCRATCH.encode()
+
+
+def test_bytes_that_are_not_utf8_are_written_back_and_shown_replaced(spec: Cluster) -> None:
+    current = b"# caf\xe9\n" + STOCK
+    change = node_changes(spec, "node1", current)["fstab"]
+    assert change.steps[0].arguments["data"].startswith(current)
+    assert " # caf\ufffd" in change.diff.splitlines()
+
+
+def test_the_guard_puts_back_the_file_and_undoes_the_mounts(spec: Cluster) -> None:
+    guard = node_changes(spec, "node1", STOCK)["fstab"].guard
+    assert guard.files == ("/etc/fstab",)
+    assert "systemctl daemon-reload" in guard.restore
+    assert guard.restore[-2:] == ("unmount_point /shared", "unmount_point /scratch")
+
+
+def test_the_transaction_command_carries_its_inputs_quoted() -> None:
+    (command,) = mounts.fstab_transaction._inner(
+        data=b"a b\n", before="absent", unmount=["/old"], mount=["/new", "/two"])
+    text = str(command)
+    assert text.startswith("DATA=YSBiCg==\nBEFORE=absent\nUNMOUNT=/old\nMOUNT='/new /two'\n")
+    # The order the issue asks for: verify, back up, unmount, replace, reload, mount.
+    steps = ["verify \"$NEW\" new", 'cp -p "$F" "$B/fstab.1"', 'unmount_point "$t"',
+             'replace "$NEW"', "systemctl daemon-reload", ' mount_point "$t"']
+    body = text.index("have=absent")  # the functions above run only when called from here
+    positions = [text.index(step, body) for step in steps]
+    assert positions == sorted(positions)
+
+
+def test_fstab_changes_come_after_the_rest_of_the_node(
+        spec: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # where the spec's managed files are
+    node = spec.node("node1")
+    observed = fresh_node()
+    observed.fstab = STOCK
+    plan = plan_node(spec, node, observed, view(spec, "node1", observed).shared)
+    resources = [c.resource for c in plan.changes]
+    assert resources.index("hosts") < resources.index("fstab")
+    assert plan.counts["update"] >= 1
