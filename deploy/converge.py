@@ -248,6 +248,9 @@ def make_plan(target: Target) -> Plan:
     plan.warnings += notes
     if any(cluster.secret(u.password) is None for u in cluster.users if u.password):
         plan.warnings.append("no secrets file: passwords are left as they are on the nodes")
+    wifi = cluster.network.wifi
+    if wifi is not None and cluster.secret(wifi.psk) is None:
+        plan.warnings.append("no secrets file: Wi-Fi is left as it is on the nodes")
 
     errors: dict[str, str] = {}
     nodes = {node.name: node for node in cluster.nodes}

@@ -12,6 +12,7 @@ from picl.deploy import (
     boot,
     files,
     leds,
+    links,
     mounts,
     names,
     packages,
@@ -37,6 +38,7 @@ CONCERNS: tuple[Callable[[NodeView], list[Change]], ...] = (
     shares.changes,
     # Changes that can cut picl off: apply runs them after the others, under confirm-or-revert.
     mounts.changes,
+    links.changes,
     leds.changes,  # last: it shows the state of everything above
 )
 
@@ -50,10 +52,12 @@ def probe(cluster: Cluster, node: Node, shared: ClusterFacts | None = None) -> P
                                                if u.rename_from])),
         files=tuple(dict.fromkeys(
             [f.path for f in cluster.files if node in cluster.selected(f.nodes)]
-            + [*led_files, leds.UNIT_PATH])),
+            + [*led_files, leds.UNIT_PATH, *links.FILES])),
         directories=tuple(s.export for s in cluster.shares if s.server == node.name),
         packages=tuple(dict.fromkeys([*cluster.packages.all, *node.packages])),
-        units=(leds.UNIT,),
+        units=(leds.UNIT, *links.UNITS),
+        exists=links.EXISTS,
+        secret_files=links.SECRET_FILES,
     )
 
 

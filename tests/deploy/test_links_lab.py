@@ -1,0 +1,83 @@
+"""The network on lab nodes, under confirm-or-revert: the nodes run real NetworkManager.
+
+The lab gives each node its wired address with a profile of its own ("Wired connection 1"),
+as a board set up by hand has. A correct change hands the interface to picl's profile and is
+confirmed; one that cuts the node off from picl is undone by the node itself. Every test ends
+with a reboot of the node, which must come back and answer SSH.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import running_lab, session_lab_name
+from tests.deploy.risky import CONFIRM_TIMEOUT, Risky
+
+pytestmark = pytest.mark.lab
+
+KEYFILES = "/etc/NetworkManager/system-connections"
+
+
+@pytest.fixture(scope="module")
+def risky(lab_host: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Risky]:
+    with running_lab(session_lab_name("links")) as lab:
+        yield Risky(lab, tmp_path_factory.mktemp("links"))
+
+
+def active(risky: Risky, node: str) -> str:
+    """The profile NetworkManager runs on the wired interface."""
+    return risky.lab.ssh(node, "nmcli -g GENERAL.CONNECTION device show eth0").stdout.strip()
+
+
+def test_correct_change_is_confirmed_and_survives_a_reboot(risky: Risky) -> None:
+    lab = risky.lab
+    assert active(risky, "node1") == "Wired connection 1"
+    spec = risky.spec()
+    plan = risky.picl(spec, "plan", "--node", "node1")
+    assert "+ network picl-wired.nmconnection" in plan.stdout
+    assert "+address1=10.1.10.241/24" in plan.stdout
+    assert "content: (sensitive) -> (sensitive)" in plan.stdout  # the Wi-Fi profile
+    result = risky.apply(spec, "node1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "node1: converged" in result.stdout
+    assert active(risky, "node1") == "picl-wired"
+    modes = lab.ssh("node1", f"stat -c '%a %U' {KEYFILES}/picl-*.nmconnection").stdout.split("\n")
+    assert modes[:2] == ["600 root", "600 root"]
+    # NetworkManager's own reading of picl's files.
+    fields = "ipv4.addresses,ipv4.never-default,ipv6.method"
+    assert lab.ssh("node1", f"nmcli -g {fields} connection show picl-wired").stdout.split() == [
+        "10.1.10.241/24", "yes", "link-local"]
+    assert lab.ssh("node1", "nmcli -g 802-11-wireless.ssid,802-11-wireless-security.key-mgmt "
+                            "connection show picl-wifi").stdout.split() == ["ato-2020", "wpa-psk"]
+    assert lab.ssh("node1", "ip route show default").stdout == ""  # never through the wire
+    risky.reboot("node1")
+    assert active(risky, "node1") == "picl-wired"
+    assert "inet 10.1.10.241/24" in lab.ssh("node1", "ip -4 addr show eth0").stdout
+    document = json.loads(risky.picl(spec, "plan", "--json", "--node", "node1").stdout)
+    assert document["nodes"][0]["changes"] == []
+
+
+def test_change_that_cuts_the_node_off_reverts_by_itself(risky: Risky) -> None:
+    """A /29 for a /24 (a typo): the node keeps its address but loses its route to picl."""
+    lab = risky.lab
+    keyfile = f"{KEYFILES}/picl-wired.nmconnection"
+    before = lab.ssh("node2", f"cat {keyfile} 2>/dev/null || echo absent").stdout
+    was_active = active(risky, "node2")
+    wrong = risky.spec(subnet="10.1.10.240/29", nodes=("node1", "node2")).read_text().replace(
+        'primary = "node0"', 'primary = "node1"')
+    spec = risky.spec()
+    spec.write_text(wrong)
+    result = risky.apply(spec, "node2")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "node2: ROLLED BACK:" in result.stdout
+    assert f"not confirmed within {CONFIRM_TIMEOUT}s of the change" in result.stdout
+    # Back at its old address, on what it ran before.
+    assert "inet 10.1.10.242/24" in lab.ssh("node2", "ip -4 addr show eth0").stdout
+    assert active(risky, "node2") == was_active
+    assert lab.ssh("node2", f"cat {keyfile} 2>/dev/null || echo absent").stdout == before
+    risky.reboot("node2")
+    assert active(risky, "node2") == was_active
+    assert "inet 10.1.10.242/24" in lab.ssh("node2", "ip -4 addr show eth0").stdout
