@@ -104,7 +104,7 @@ def bench(nodes: int, runs: int, work: Path) -> dict[str, list[float]]:
     spec = work / f"cluster-{nodes}.toml"
     spec.write_text(spec_text(nodes))
     secrets = work / f"secrets-{nodes}.toml"
-    secrets.write_text('wifi_psk = "bench"\nroot_password_hash = "$6$bench$x"\n')
+    secrets.write_text('wifi_psk = "bench-not-a-secret"\nroot_password_hash = "$6$bench$x"\n')
     secrets.chmod(0o600)
     env = dict(os.environ, PICL_SPEC=str(spec), PICL_SECRETS=str(secrets),
                PICL_LAB_NAME=f"bench{nodes}", PICL_GITHUB_URL=(work / "gh").as_uri(),
