@@ -39,7 +39,7 @@ def run(paths: Paths, connection: Connection, settings: Settings,
     stop = stop or threading.Event()
     triggers = Triggers()
     reconciler = Reconciler(paths, connection, settings)
-    watcher = NodeWatcher(triggers, stop)
+    watcher = NodeWatcher(triggers, connection)
 
     def watch(cluster: Cluster) -> None:
         watcher.watch((n.name, str(n.address)) for n in cluster.nodes
@@ -64,7 +64,6 @@ def run(paths: Paths, connection: Connection, settings: Settings,
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     observer = watch_files(paths.repository, paths.control, triggers)
-    watcher.start()
     log.info("agent started: %s, branch %s", paths.repository, settings.branch)
     pending = {reconciler.started(_boot_id())}
     due = time.monotonic()
@@ -105,6 +104,7 @@ def run(paths: Paths, connection: Connection, settings: Settings,
     finally:
         stop.set()
         observer.stop()
+        watcher.close()
         log.info("agent stopped")
 
 

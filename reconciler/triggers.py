@@ -6,14 +6,17 @@ first cycle at start-up are the loop's own timing, not sources.
 
 - A push: inotify (watchdog) on the bare repository's refs: a cycle within a second of it.
 - The control directory: `picl agent reconcile`, `suspend`, `resume`.
-- A node coming back: each other node is pinged every few seconds (not connected to: sshd
-  would log every look); one that answers again after being silent is awaited on SSH's port,
-  then a cycle converges it.
+- A node coming back: the agent keeps one idle SSH session open to each other node (it
+  starts by reading the node's boot id). A node that reboots or loses power ends its session;
+  the next session that opens finds a new boot id, or follows a time without one: "came back",
+  and a cycle converges it. Idle sessions cost a keepalive every few seconds; looking at a
+  node afresh every few seconds would cost an SSH handshake each, and a line in its log.
 """
 
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -23,13 +26,16 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from picl.deploy.power import answers_ping, port_open
+from picl.deploy.connection import Connection
 
 log = logging.getLogger(__name__)
 
 SETTLE = 0.2  # seconds to gather the events of one push (a ref and its reflog, packed-refs)
-PING_EVERY = 5.0  # seconds between looks at the other nodes
-PORT_WAIT = 120.0  # seconds a node that answers ping again is given to open SSH's port
+RECONNECT = 5.0  # seconds between attempts to open a session to a node out of reach
+# A node that loses power sends nothing: keepalives notice within 3 x 5 s.
+KEEPALIVE = ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
+# Prints the boot id, then holds the session until the agent's end closes it.
+FOLLOW = "cat /proc/sys/kernel/random/boot_id && exec cat >/dev/null"
 
 
 class Triggers:
@@ -112,54 +118,103 @@ def watch_files(repository: Path, control: Path, triggers: Triggers) -> BaseObse
     return observer
 
 
-class NodeWatcher(threading.Thread):
-    """Puts "NODE came back" when a silent node answers again (and its SSH port is open)."""
 
-    def __init__(self, triggers: Triggers, stop: threading.Event,
-                 alive: Callable[[str], bool] = answers_ping,
-                 port_open: Callable[[str], bool] = port_open):
-        super().__init__(name="node-watcher", daemon=True)
+
+def came_back(known: str | None, boot: str, lost: bool) -> bool:
+    """Whether a session that opened on boot id `boot` means the node came back.
+
+    `known` is the boot id of the node's last session (None: never seen), `lost` whether a
+    time without a session came before this one. A new boot is a node that came back; so is a
+    node seen for the first time after being out of reach. A blip on the wire is neither.
+    """
+    if known is None:
+        return lost
+    return boot != known
+
+
+class Session:
+    """One idle SSH session to a node, held open to notice the node going away."""
+
+    def __init__(self, connection: Connection, address: str):
+        argv = connection.ssh_argv(address, FOLLOW)
+        self.argv = [argv[0], *KEEPALIVE, *argv[1:]]
+        self.proc: subprocess.Popen[str] | None = None
+
+    def open(self) -> str | None:
+        """Open it; the node's boot id, or None when the node cannot be reached."""
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line:
+            self.proc.wait()
+            return None
+        return line
+
+    def wait(self) -> None:
+        """Until the session ends: the node went away, or `close` was called."""
+        if self.proc is not None:
+            self.proc.wait()
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+
+
+class Follower(threading.Thread):
+    """Follows one node through its sessions; puts "NODE came back" when it does."""
+
+    def __init__(self, name: str, session: Session, triggers: Triggers):
+        super().__init__(name=f"follow-{name}", daemon=True)
+        self.node = name
+        self.session = session
         self.triggers = triggers
-        self.stop = stop
-        self.alive = alive
-        self.port_open = port_open
-        self._nodes: dict[str, str] = {}  # name -> address
-        self._silent: set[str] = set()
-        self._lock = threading.Lock()
-
-    def watch(self, nodes: Iterable[tuple[str, str]]) -> None:
-        """The nodes to watch (name, address): the other nodes of the last accepted spec."""
-        with self._lock:
-            self._nodes = dict(nodes)
-            self._silent &= set(self._nodes)
-
-    def look(self) -> list[str]:
-        """One look at every node; returns those that came back since the last look."""
-        with self._lock:
-            nodes = dict(self._nodes)
-        back = []
-        for name, address in nodes.items():
-            if not self.alive(address):
-                if name not in self._silent:
-                    log.info("%s: silent (no answer to ping)", name)
-                self._silent.add(name)
-            elif name in self._silent and self._ssh_within(address, PORT_WAIT):
-                self._silent.discard(name)
-                back.append(name)
-        return back
-
-    def _ssh_within(self, address: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.stop.is_set():
-            if self.port_open(address):
-                return True
-            if time.monotonic() > deadline:
-                return False
-            self.stop.wait(1.0)
-        return False
+        self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.wait(PING_EVERY):
-            for name in self.look():
-                log.info("%s: came back", name)
-                self.triggers.put(f"{name} came back")
+        known: str | None = None
+        lost = False
+        while not self.stop.is_set():
+            boot = self.session.open()
+            if self.stop.is_set():
+                break
+            if boot is None:
+                lost = True
+                self.stop.wait(RECONNECT)
+                continue
+            if came_back(known, boot, lost):
+                log.info("%s: came back%s", self.node, " (rebooted)" if known else "")
+                self.triggers.put(f"{self.node} came back")
+            known, lost = boot, False
+            self.session.wait()
+            if not self.stop.is_set():
+                log.info("%s: gone (its session ended)", self.node)
+                lost = True
+                self.stop.wait(1.0)  # a node shutting down refuses at once: do not spin
+
+    def close(self) -> None:
+        self.stop.set()
+        self.session.close()
+
+
+class NodeWatcher:
+    """One follower per node to watch: the other nodes of the last accepted spec."""
+
+    def __init__(self, triggers: Triggers, connection: Connection,
+                 session: Callable[[str], Session] | None = None):
+        self.triggers = triggers
+        self.session = session or (lambda address: Session(connection, address))
+        self.followers: dict[tuple[str, str], Follower] = {}
+
+    def watch(self, nodes: Iterable[tuple[str, str]]) -> None:
+        """Follow these (name, address) nodes, and no others."""
+        wanted = set(nodes)
+        for key in set(self.followers) - wanted:
+            self.followers.pop(key).close()
+        for name, address in wanted - set(self.followers):
+            follower = Follower(name, self.session(address), self.triggers)
+            self.followers[(name, address)] = follower
+            follower.start()
+
+    def close(self) -> None:
+        self.watch([])

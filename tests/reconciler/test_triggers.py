@@ -10,7 +10,15 @@ import pytest
 
 from picl.reconciler import control
 from picl.reconciler.paths import Paths
-from picl.reconciler.triggers import NodeWatcher, Triggers, is_ref_change, watch_files
+from picl.reconciler.triggers import (
+    Follower,
+    NodeWatcher,
+    Session,
+    Triggers,
+    came_back,
+    is_ref_change,
+    watch_files,
+)
 from tests.reconciler.conftest import Clone
 
 REPO = Path("/srv/picl/cluster.git")
@@ -61,31 +69,64 @@ def test_a_push_and_a_request_are_seen(paths: Paths, clone: Clone) -> None:
         observer.stop()
 
 
-def test_a_silent_node_that_answers_again_came_back() -> None:
-    alive = {"10.0.0.1": True, "10.0.0.2": True}
-    port = {"10.0.0.1": True, "10.0.0.2": True}
-    watcher = NodeWatcher(Triggers(), threading.Event(), alive=alive.__getitem__,
-                          port_open=port.__getitem__)
+# (boot id of the last session, boot id now, a time without a session before) -> came back?
+RETURNS = [
+    (None, "b1", False, False),  # first seen, reachable from the start
+    (None, "b1", True, True),  # out of reach at first, now up
+    ("b1", "b1", True, False),  # a blip on the wire: same boot
+    ("b1", "b2", True, True),  # rebooted (or lost power)
+    ("b1", "b2", False, True),  # rebooted between two looks
+]
+
+
+@pytest.mark.parametrize(("known", "boot", "lost", "back"), RETURNS)
+def test_came_back(known: str | None, boot: str, lost: bool, back: bool) -> None:
+    assert came_back(known, boot, lost) is back
+
+
+class Node(Session):
+    """A node as its sessions see it: boot ids in turn (None: out of reach)."""
+
+    def __init__(self, boots: list[str | None]):
+        self.boots = boots
+        self.ended = threading.Event()
+
+    def open(self) -> str | None:
+        if not self.boots:
+            self.ended.wait()  # nothing more: out of reach until closed
+            return None
+        return self.boots.pop(0)
+
+    def wait(self) -> None:  # each session ends at once: the node goes away again
+        return
+
+    def close(self) -> None:
+        self.ended.set()
+
+
+def test_a_follower_says_when_its_node_came_back() -> None:
+    triggers = Triggers()
+    follower = Follower("node1", Node(["b1", "b1", None, "b2"]), triggers)
+    follower.start()
+    try:
+        assert triggers.take(timeout=120) == {"node1 came back"}
+    finally:
+        follower.close()
+    follower.join(timeout=60)
+    assert not follower.is_alive()
+
+
+def test_the_watcher_follows_the_nodes_of_the_spec() -> None:
+    made: list[str] = []
+
+    def session(address: str) -> Session:
+        made.append(address)
+        return Node([])
+
+    watcher = NodeWatcher(Triggers(), connection=None, session=session)  # type: ignore[arg-type]
     watcher.watch([("node1", "10.0.0.1"), ("node2", "10.0.0.2")])
-    assert watcher.look() == []  # answering all along: nothing came back
-    alive["10.0.0.1"] = False
-    assert watcher.look() == []
-    alive["10.0.0.1"] = True
-    assert watcher.look() == ["node1"]
-    assert watcher.look() == []
-
-
-def test_a_node_is_back_once_ssh_answers() -> None:
-    stop = threading.Event()
-    alive = {"10.0.0.1": False}
-    port = {"10.0.0.1": False}
-    watcher = NodeWatcher(Triggers(), stop, alive=alive.__getitem__, port_open=port.__getitem__)
-    watcher.watch([("node1", "10.0.0.1")])
-    watcher.look()
-    alive["10.0.0.1"] = True
-    stop.set()  # ping answers but sshd is not up: not back yet (and not waited for)
-    assert watcher.look() == []
-    stop.clear()
-    port["10.0.0.1"] = True
-    assert watcher.look() == ["node1"]
-
+    watcher.watch([("node1", "10.0.0.1"), ("node3", "10.0.0.3")])
+    assert sorted(made) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+    assert sorted(name for name, _ in watcher.followers) == ["node1", "node3"]
+    watcher.close()
+    assert watcher.followers == {}
