@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email.parser
 import importlib.metadata
-import json
 import os
 import re
 import shlex
@@ -21,7 +20,6 @@ import zipfile
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from picl.errors import PiclError
 
@@ -95,16 +93,13 @@ def requirements(wheel: Path) -> list[str]:
 
 
 def _source() -> Path | None:
-    """picl's source tree, when this picl was installed from one (pip install [-e] DIR)."""
-    try:
-        text = importlib.metadata.distribution("picl").read_text("direct_url.json")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    if not text:
-        return None
-    url = urlparse(json.loads(text).get("url", ""))
-    path = Path(unquote(url.path))
-    return path if url.scheme == "file" and (path / "pyproject.toml").is_file() else None
+    """picl's source tree, when this picl runs from one (a checkout, pip install -e)."""
+    import picl
+
+    root = Path(picl.__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "reconciler").is_dir():
+        return root
+    return None
 
 
 def _pip(args: list[str], what: str, network: Path | None = None) -> None:
