@@ -1,0 +1,345 @@
+"""The agent on lab nodes, end to end: install it, push to it, break things, and watch.
+
+A lab of its own, in order: `picl --lab agent install`, a first push, then each test pushes
+or drifts something and waits (bounded, never asserted on time) for the agent's status on the
+primary to say what happened; the nodes are then checked as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SPEC, Lab, running_lab, session_lab_name
+from tests.reconciler.conftest import keygen
+
+pytestmark = pytest.mark.lab
+
+URL = "ssh://root@10.1.10.240/srv/picl/cluster.git"
+IDENTITY = ["-c", "user.name=Federico", "-c", "user.email=federico@example.org"]
+WAIT = 180.0  # seconds for what the agent does in a cycle or two (a first converge, a boot)
+
+
+def lab_spec(interval: str = "15s", mode: str = "enforce", shell: str = "/bin/bash",
+             signed_by: str = "") -> str:
+    """The reference cluster without GitHub keys (no uplink in the lab), with these settings."""
+    text = "\n".join(line for line in SPEC.read_text().splitlines()
+                     if not line.startswith("github = "))
+    text = text.replace('interval = "5m"', f'interval = "{interval}"')
+    text = text.replace('mode = "enforce"', f'mode = "{mode}"')
+    text = text.replace('shell = "/bin/bash"', f'shell = "{shell}"')
+    if signed_by:
+        text += f'\nsigned_by = ["{signed_by}"]\n'
+    return text + "\n"
+
+
+class Cluster:
+    """The operator's side: a clone of the cluster's repository, the agent seen over SSH."""
+
+    def __init__(self, lab: Lab, root: Path):
+        self.lab = lab
+        self.root = root
+        self.repo = root / "repo"
+        self.repo.mkdir()
+        self.git("init", "-q", "-b", "main")
+        self.secrets = root / "secrets.toml"
+        hashed = subprocess.run(["openssl", "passwd", "-6", "-salt", "pytest", "lab"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        self.secrets.write_text(f'wifi_psk = "not-a-real-psk"\nroot_password_hash = "{hashed}"\n')
+        self.secrets.chmod(0o600)
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(["git", *IDENTITY, *args], cwd=self.repo, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    def commit(self, spec: str, message: str, key: Path | None = None) -> str:
+        (self.repo / "cluster.toml").write_text(spec)
+        self.git("add", "cluster.toml")
+        sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={key}", "commit", "-S"] \
+            if key else ["commit"]
+        self.git(*sign, "-q", "--allow-empty", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+    def push(self, force: bool = False) -> None:
+        self.lab.exec(["git", "-C", str(self.repo), "push", "-q", *(["--force"] * force),
+                       URL, "HEAD:main"])
+
+    def picl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.lab.picl("--secrets", str(self.secrets), "--lab", *args)
+
+    def status(self) -> dict[str, Any]:
+        result = self.picl("status", "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def history(self) -> list[dict[str, Any]]:
+        result = self.picl("history", "--json", "--last", "100")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["cycles"]
+
+    def wait(self, what: str, done: Callable[[dict[str, Any]], bool],
+             timeout: float = WAIT) -> dict[str, Any]:
+        """The agent's status once `done` holds (bounded: failing with the last status)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if done(status):
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not {what} within {timeout:.0f}s; status:\n"
+                                     + json.dumps(status, indent=1))
+            time.sleep(0.5)
+
+    def applied(self, sha: str) -> dict[str, Any]:
+        return self.wait(f"applied {sha[:12]}", lambda s: s["revision"]["applied"] == sha
+                         and s["state"] == "ready")
+
+    def ssh(self, node: str, command: str, check: bool = True) -> str:
+        return self.lab.ssh(node, command, check=check).stdout
+
+
+def condition(status: dict[str, Any], kind: str) -> tuple[str, str, str]:
+    found = [c for c in status["conditions"] if c["type"] == kind]
+    return (found[0]["status"], found[0]["reason"], found[0]["message"]) if found \
+        else ("Unknown", "", "")
+
+
+def shells(cluster: Cluster) -> set[str]:
+    return {cluster.ssh(n, "getent passwd federico | cut -d: -f7").strip()
+            for n in ("node0", "node1", "node2")}
+
+
+@pytest.fixture(scope="module")
+def cluster(lab_host: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("agent")
+    spec = root / "cluster.toml"
+    spec.write_text(lab_spec())
+    with running_lab(session_lab_name("agent"), spec) as lab:
+        cluster = Cluster(lab, root)
+        installed = cluster.picl("agent", "install")
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        assert f"git remote add cluster {URL}" in installed.stdout
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def first(cluster: Cluster) -> str:
+    """The first push, converged: the cluster as the spec says."""
+    cluster.wait("waiting for a first push", lambda s: condition(s, "Ready")[1] == "NoRevision")
+    sha = cluster.commit(lab_spec(), "the reference cluster")
+    cluster.push()
+    cluster.applied(sha)
+    return sha
+
+
+def test_the_agent_runs_on_the_primary(cluster: Cluster) -> None:
+    assert cluster.ssh("node0", "systemctl is-enabled picl-agent; systemctl is-active "
+                                "picl-agent").split() == ["enabled", "active"]
+    assert cluster.ssh("node0", "stat -c %a /etc/picl/secrets.toml").strip() == "600"
+    # Installed offline: the venv's picl, from the wheelhouse copied over.
+    assert cluster.ssh("node0", "/usr/local/bin/picl --version").startswith("picl")
+    assert cluster.ssh("node1", "grep -c picl-agent@ /root/.ssh/authorized_keys").strip() == "1"
+
+
+def test_a_push_converges_every_node(cluster: Cluster, first: str) -> None:
+    sha = cluster.commit(lab_spec(shell="/bin/sh"), "federico: /bin/sh")
+    cluster.push()
+    status = cluster.applied(sha)
+    assert shells(cluster) == {"/bin/sh"}
+    assert [n["state"] for n in status["nodes"]] == ["converged"] * 3
+    assert condition(status, "Ready")[:2] == ("True", "ReconciliationSucceeded")
+    assert cluster.history()[-1]["trigger"] == "push"
+    record = json.loads(cluster.ssh("node0", "cat /run/picl/leds.json"))
+    assert record["nodes"] == ["converged"] * 3
+
+
+def test_an_invalid_spec_stalls_and_the_next_good_commit_recovers(cluster: Cluster,
+                                                                 first: str) -> None:
+    applied = cluster.status()["revision"]["applied"]
+    bad = cluster.commit(lab_spec(shell="/bin/bash").replace("uid = 1000", 'uid = "one"'),
+                         "a typo")
+    cluster.push()
+    status = cluster.wait("stalled", lambda s: s["revision"]["observed"] == bad
+                          and s["state"] == "stalled")
+    stalled, reason, message = condition(status, "Stalled")
+    assert (stalled, reason) == ("True", "InvalidSpec")
+    assert "cluster.toml:" in message and "users[0].uid" in message
+    assert status["revision"]["applied"] == applied  # nothing applied
+    assert shells(cluster) == {"/bin/sh"}  # the last good state kept
+    good = cluster.commit(lab_spec(shell="/bin/bash"), "fixed")
+    cluster.push()
+    cluster.applied(good)
+    assert shells(cluster) == {"/bin/bash"}
+
+
+def test_only_signed_commits_apply_once_signed_by_is_set(cluster: Cluster, first: str) -> None:
+    alice = keygen(cluster.root / "alice", "alice@laptop")
+    keygen(cluster.root / "mallory", "mallory")
+    signed = cluster.commit(lab_spec(signed_by=alice), "sign from now on",
+                            key=cluster.root / "alice")
+    cluster.push()
+    cluster.applied(signed)
+    for key in (None, cluster.root / "mallory"):
+        refused = cluster.commit(lab_spec(signed_by=alice, shell="/bin/sh"), "sneaky", key=key)
+        cluster.push()
+        status = cluster.wait("refused", lambda s, r=refused: s["revision"]["observed"] == r
+                              and s["state"] == "stalled")
+        assert condition(status, "Stalled")[1] == "VerificationFailed"
+        assert status["revision"]["applied"] == signed
+        assert shells(cluster) == {"/bin/bash"}
+    lifted = cluster.commit(lab_spec(), "stop signing", key=cluster.root / "alice")
+    cluster.push()
+    cluster.applied(lifted)
+
+
+def test_a_force_pushed_rewrite_is_refused(cluster: Cluster, first: str) -> None:
+    kept = cluster.commit(lab_spec(), "to be rewritten")
+    cluster.push()
+    cluster.applied(kept)
+    cluster.git("reset", "-q", "--hard", "HEAD~1")
+    rewritten = cluster.commit(lab_spec(shell="/bin/sh"), "history, rewritten")
+    cluster.push(force=True)
+    status = cluster.wait("refused", lambda s: s["revision"]["observed"] == rewritten
+                          and s["state"] == "stalled")
+    assert condition(status, "Stalled")[1] == "HistoryRewritten"
+    assert shells(cluster) == {"/bin/bash"}
+    cluster.git("reset", "-q", "--hard", kept)
+    on_top = cluster.commit(lab_spec(), "on top of what was applied")
+    cluster.push(force=True)
+    cluster.applied(on_top)
+
+
+def test_drift_is_repaired_within_an_interval(cluster: Cluster, first: str) -> None:
+    before = len(cluster.history())
+    cluster.ssh("node1", "sed -i '/^# END picl/i 10.1.10.99 rogue' /etc/hosts")
+    cluster.wait("repaired", lambda s: any(
+        c["trigger"] == "interval" and c["outcome"] == "applied"
+        for c in cluster.history()[before:]))
+    assert "rogue" not in cluster.ssh("node1", "cat /etc/hosts")
+
+
+def test_report_mode_only_records_drift(cluster: Cluster, first: str) -> None:
+    report = cluster.commit(lab_spec(mode="report"), "report only")
+    cluster.push()
+    cluster.applied(report)
+    cluster.ssh("node2", "sed -i '/^# END picl/i 10.1.10.98 rogue' /etc/hosts")
+    status = cluster.wait("drift recorded", lambda s: s["nodes"][2]["state"] == "drifted")
+    assert condition(status, "Ready")[:2] == ("False", "DriftDetected")
+    assert "~ hosts" in status["nodes"][2]["changes"]
+    assert "rogue" in cluster.ssh("node2", "cat /etc/hosts")
+    enforce = cluster.commit(lab_spec(), "enforce again")
+    cluster.push()
+    cluster.applied(enforce)
+    assert "rogue" not in cluster.ssh("node2", "cat /etc/hosts")
+
+
+def test_suspend_and_resume(cluster: Cluster, first: str) -> None:
+    suspended = cluster.picl("agent", "suspend")
+    assert suspended.returncode == 0, suspended.stderr
+    status = cluster.status()
+    assert status["state"] == "suspended"
+    assert condition(status, "Ready")[:2] == ("False", "Suspended")
+    status = cluster.wait("suspended on the LEDs", lambda s: json.loads(
+        cluster.ssh("node1", "cat /run/picl/leds.json"))["state"] == "suspended")
+    assert status["suspended"]["by"]
+    sha = cluster.commit(lab_spec(shell="/bin/sh"), "while suspended")
+    cluster.push()
+    refused = cluster.picl("agent", "reconcile")
+    assert refused.returncode == 1 and "suspended" in refused.stderr
+    assert cluster.status()["revision"]["observed"] != sha  # not even fetched
+    assert shells(cluster) == {"/bin/bash"}
+    resumed = cluster.picl("agent", "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    cluster.applied(sha)
+    assert shells(cluster) == {"/bin/sh"}
+
+
+def test_triggers_at_once_make_one_cycle_at_a_time(cluster: Cluster, first: str) -> None:
+    before = len(cluster.history())
+    sha = cluster.commit(lab_spec(shell="/bin/bash"), "two triggers")
+    with ThreadPoolExecutor() as pool:
+        asked = pool.submit(cluster.picl, "agent", "reconcile", "--no-wait")
+        cluster.push()
+        assert asked.result().returncode == 0
+    cluster.applied(sha)
+    cycles = cluster.history()[before:]
+    for earlier, later in zip(cycles, cycles[1:], strict=False):
+        assert later["started"] >= earlier["finished"]
+
+
+def test_the_converge_lock_is_shared_with_manual_apply(cluster: Cluster, first: str) -> None:
+    # Held as `picl apply` on the primary holds it, until the file below goes.
+    cluster.ssh("node0", "mkdir -p /run/lock/picl && touch /tmp/hold && "
+                         "(flock /run/lock/picl/arrakis.lock sh -c 'while [ -e /tmp/hold ]; "
+                         "do sleep 0.2; done' >/dev/null 2>&1 &)")
+    sha = cluster.commit(lab_spec(shell="/bin/sh"), "while someone applies")
+    cluster.push()
+    status = cluster.wait("waiting for the lock", lambda s: s["revision"]["observed"] == sha
+                          and condition(s, "Ready")[1] == "LockHeld")
+    assert condition(status, "Reconciling")[:2] == ("True", "ProgressingWithRetry")
+    assert shells(cluster) == {"/bin/bash"}
+    cluster.ssh("node0", "rm /tmp/hold")
+    cluster.applied(sha)
+    assert shells(cluster) == {"/bin/sh"}
+
+
+def test_kill_9_mid_apply_restarts_and_reconverges(cluster: Cluster, first: str) -> None:
+    cluster.ssh("node2", "apt-get remove -y -q htop stress >/dev/null 2>&1")
+    restarts = int(cluster.ssh("node0", "systemctl show -p NRestarts --value picl-agent"))
+    asked = cluster.picl("agent", "reconcile", "--no-wait")
+    assert asked.returncode == 0, asked.stderr
+    # Killed on the primary the moment its status says it is applying (bounded).
+    cluster.ssh("node0", "timeout 120 sh -c 'until grep -q applying /var/lib/picl/status.json; "
+                         "do sleep 0.05; done' && "
+                         "kill -9 $(systemctl show -p MainPID --value picl-agent)")
+    status = cluster.wait("converged again", lambda s: s["state"] == "ready"
+                          and s["cycle"]["trigger"] == "start")
+    assert int(cluster.ssh("node0", "systemctl show -p NRestarts --value picl-agent")) \
+        == restarts + 1
+    assert "interrupted" in [c["outcome"] for c in cluster.history()]
+    assert status["revision"]["applied"] is not None
+    cluster.ssh("node2", "dpkg -s htop stress >/dev/null")
+
+
+def test_a_node_coming_back_is_converged(cluster: Cluster, first: str) -> None:
+    before = len(cluster.history())
+    seen = int(cluster.ssh("node0", "journalctl -u picl-agent | grep -c 'node2: gone'",
+                           check=False) or 0)
+    assert cluster.lab.picl("lab", "kill", "node2").returncode == 0
+    # The agent noticed (its session to node2 ended) before the node is back.
+    cluster.ssh("node0", f"timeout 60 sh -c 'until [ $(journalctl -u picl-agent | "
+                         f"grep -c \"node2: gone\") -gt {seen} ]; do sleep 0.5; done'")
+    assert cluster.lab.picl("lab", "start", "node2").returncode == 0
+    cluster.wait("node2 seen back", lambda s: any(
+        "node2 came back" in c["trigger"] for c in cluster.history()[before:]))
+    record = json.loads(cluster.ssh("node2", "cat /run/picl/leds.json"))
+    assert record["state"] == "converged"  # /run was empty after the power cut
+
+
+def test_the_agent_converges_on_boot(cluster: Cluster, first: str) -> None:
+    before = len(cluster.history())
+    assert cluster.lab.picl("lab", "kill", "node0").returncode == 0
+    cluster.ssh("node1", "sed -i '/^# END picl/i 10.1.10.97 rogue' /etc/hosts")
+    assert cluster.lab.picl("lab", "start", "node0").returncode == 0
+    cluster.wait("converged on boot", lambda s: any(
+        "boot" in c["trigger"] and c["outcome"] == "applied"
+        for c in cluster.history()[before:]))
+    assert "rogue" not in cluster.ssh("node1", "cat /etc/hosts")
+    assert cluster.ssh("node0", "who | wc -l").strip() == "0"  # no one logged in
+
+
+def test_install_again_upgrades_in_place_and_keeps_state(cluster: Cluster, first: str) -> None:
+    before = cluster.status()
+    again = cluster.picl("agent", "install")
+    assert again.returncode == 0, again.stdout + again.stderr
+    status = cluster.wait("ready again", lambda s: s["state"] == "ready"
+                          and s["cycle"]["number"] > before["cycle"]["number"])
+    assert status["revision"]["applied"] == before["revision"]["applied"]
+    assert len(cluster.history()) > 1
