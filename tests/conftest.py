@@ -24,8 +24,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from picl.lab import Blueprint
+    from picl.spec import Cluster
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "cluster.toml"
@@ -47,13 +52,15 @@ class Lab:
     spec: Path
 
     @property
-    def cluster(self):  # noqa: ANN201 - picl.spec.Cluster, loaded lazily
+    def cluster(self) -> Cluster:
+        """The lab's spec, loaded (without secrets)."""
         from picl.spec import load
 
         return load(self.spec)
 
     @property
-    def blueprint(self):  # noqa: ANN201 - picl.lab.Blueprint
+    def blueprint(self) -> Blueprint:
+        """What the lab was built as: its nodes, addresses, namespaces, directories."""
         from picl.lab import find
 
         return find(self.name)
@@ -128,7 +135,6 @@ def picl(
 def session_lab_name(suffix: str) -> str:
     """A lab name of this test session's own (see the module's docstring)."""
     return f"{SESSION}-{suffix}"
-
 
 
 @contextmanager

@@ -40,7 +40,7 @@ from picl.lab.blueprint import (
     design,
     lab_names,
 )
-from picl.lab.supervisor import CGROUP_TOP
+from picl.lab.supervisor import CGROUP_TOP, unplug
 
 if TYPE_CHECKING:
     from picl.cli.env import Env
@@ -169,7 +169,7 @@ def up(
         for n in lab.nodes:
             if node.is_powered(n, found) and not _wired(n, found):
                 log.info("node %s lost its network namespace: restarting it", n.name)
-                _cut_power(n, found)
+                _cut_power(lab, n, found)
             network.ensure_cable(lab, n)
             node.mount_disk(n, lab.image)
             node.provision(lab, n, public_key)
@@ -177,7 +177,7 @@ def up(
         found = node.processes(name)
         for n in lab.nodes:
             if not node.is_powered(n, found):
-                node.power_on(n)
+                node.power_on(lab, n)
         _wait_answering(lab, list(lab.nodes), timeout)
     return status(name, check_ssh=False) or _never(name)
 
@@ -281,7 +281,7 @@ def kill(name: str, node_name: str) -> bool:
         found = node.processes(name)
         if not node.is_powered(target, found):
             return False
-        _cut_power(target, found)
+        _cut_power(lab, target, found)
     return True
 
 
@@ -299,7 +299,7 @@ def start(name: str, node_name: str, timeout: float | None = None) -> bool:
         if started:
             network.ensure_cable(lab, target)
             node.mount_disk(target, lab.image)
-            node.power_on(target)
+            node.power_on(lab, target)
         _wait_answering(lab, [target], timeout)
     return started
 
@@ -404,7 +404,7 @@ def _wired(target: NodeBlueprint, found: list[node.Process]) -> bool:
     return True
 
 
-def _cut_power(target: NodeBlueprint, found: list[node.Process]) -> None:
+def _cut_power(lab: Blueprint, target: NodeBlueprint, found: list[node.Process]) -> None:
     mine = [p for p in found if p.node == target.name]
     node.cut_power(mine)
     left = node.wait_gone(target.lab, {target.name}, timeout=10)
@@ -414,6 +414,8 @@ def _cut_power(target: NodeBlueprint, found: list[node.Process]) -> None:
         )
     node.forget_runtime(target.machine)
     node.remove_cgroups(node.cgroup(target))
+    if network.exists(target.namespace):
+        unplug(target.namespace, lab.interface)  # its supervisor died before it could
 
 
 def _stop(found: list[node.Process], name: str, nodes: set[str] | None = None) -> None:

@@ -184,10 +184,16 @@ def remove_cgroups(relative: str) -> None:
                     (root / parent).rmdir()  # only when empty
 
 
-def power_on(node: NodeBlueprint) -> None:
+def power_on(lab: Blueprint, node: NodeBlueprint) -> None:
     """Start the node's supervisor, which boots it (and boots it again when it reboots)."""
     node.dir.mkdir(parents=True, exist_ok=True)
-    boot = {"argv": nspawn_argv(node), "env": NSPAWN_ENV, "cgroup": cgroup(node)}
+    boot = {
+        "argv": nspawn_argv(node),
+        "env": NSPAWN_ENV,
+        "cgroup": cgroup(node),
+        "namespace": node.namespace,
+        "interface": lab.interface,
+    }
     (node.dir / "boot.json").write_text(json.dumps(boot, indent=2) + "\n")
     with open(node.dir / SUPERVISOR_LOG, "a") as out:
         # The supervisor daemonizes: this returns once it is on its own.

@@ -54,6 +54,13 @@ def enter_cgroup(relative: str) -> None:
         (own / "cgroup.procs").write_text(f"{os.getpid()}\n")
 
 
+def unplug(namespace: str, interface: str) -> None:
+    """An unpowered board is silent on the wire: no address, no link (NetworkManager sets both
+    again at the next boot). Without this the namespace would go on answering ARP and ping."""
+    for command in (["addr", "flush", "dev", interface], ["link", "set", "dev", interface, "down"]):
+        subprocess.run(["ip", "-n", namespace, *command], stdin=subprocess.DEVNULL, check=False)
+
+
 def supervise(node_dir: Path) -> int:
     boot = json.loads((node_dir / "boot.json").read_text())
     argv, env = boot["argv"], {**os.environ, **boot["env"]}
@@ -79,6 +86,7 @@ def supervise(node_dir: Path) -> int:
         say(f"booting: nspawn {child.pid}")
         status = child.wait()
         say(f"nspawn exited with status {status}")
+        unplug(boot["namespace"], boot["interface"])
         if status != REBOOT:
             return 0 if status == 0 else 1
         fast = fast + 1 if time.monotonic() - started < FAST else 0

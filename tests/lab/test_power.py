@@ -45,6 +45,8 @@ def test_kill_cuts_the_power_and_start_boots_the_node_with_its_disk(lab) -> None
     assert labs.kill(lab.name, "node1") is True
     assert not [p for p in nodes.processes(lab.name) if p.node == "node1"]
     assert lab.ssh("node1", "true", check=False, timeout=60).returncode == 255
+    # Off is silent on the wire, as a board without power: no ping, no TCP reset.
+    assert lab.ssh("node0", f"ping -c 1 -W 2 {lab.address('node1')}", check=False).returncode != 0
     status = labs.status(lab.name)
     assert [n.running for n in status.nodes] == [True, False, True]
     assert labs.kill(lab.name, "node1") is False  # already off
