@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -14,10 +15,46 @@ from picl.cli.env import Env
 from picl.errors import PiclError
 from picl.exit import ExitStatus
 
+# name -> "module:command": a command's module (and what it needs: pyinfra, pydantic, the
+# lab) loads only when that command runs, so every invocation starts fast.
+COMMANDS = {
+    "init": "picl.cli.spec:init",
+    "validate": "picl.cli.spec:validate",
+    "schema": "picl.cli.spec:schema",
+    "plan": "picl.cli.converge:plan",
+    "apply": "picl.cli.converge:apply",
+    "status": "picl.cli.agent:status_command",
+    "history": "picl.cli.agent:history_command",
+    "run": "picl.cli.run:run_command",
+    "check": "picl.cli.health:check_command",
+    "reboot": "picl.cli.power:reboot_command",
+    "shutdown": "picl.cli.power:shutdown_command",
+    "leds": "picl.cli.leds:leds",
+    "agent": "picl.cli.agent:agent",
+    "lab": "picl.cli.lab:lab",
+}
+
+
+class Commands(click.Group):
+    """The command group, in the order of the design's contract, loaded on use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, name = target.partition(":")
+        command = getattr(importlib.import_module(module), name)
+        assert isinstance(command, click.Command)
+        return command
+
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=Commands, context_settings=CONTEXT)
 @click.option(
     "--spec",
     metavar="PATH",
@@ -43,29 +80,6 @@ def cli(
         enter(ctx.obj, sys.argv[1:])
 
 
-def _register() -> None:
-    # Commands live one module per concern; imported here so `picl --help` lists them.
-    from picl.cli.converge import apply, plan
-    from picl.cli.spec import init, schema, validate
-
-    for command in (validate, init, schema, plan, apply):
-        cli.add_command(command)
-    from picl.cli.leds import leds  # picl leds ... (picl/cli/leds.py)
-
-    cli.add_command(leds)
-    from picl.cli.health import check_command  # picl check (picl/cli/health.py)
-    from picl.cli.power import reboot_command, shutdown_command  # (picl/cli/power.py)
-    from picl.cli.run import run_command  # picl run -- CMD... (picl/cli/run.py)
-
-    for command in (run_command, check_command, reboot_command, shutdown_command):
-        cli.add_command(command)
-    from picl.cli.agent import agent, history_command, status_command  # (picl/cli/agent.py)
-
-    for command in (agent, status_command, history_command):
-        cli.add_command(command)
-
-
-_register()
 
 
 def _internal_error(exc: BaseException, verbose: bool) -> None:
@@ -105,7 +119,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         _internal_error(exc, verbose)
         status = ExitStatus.ERROR
     sys.exit(int(status or 0))
-
-from picl.cli.lab import lab as _lab  # noqa: E402 - picl lab ... (picl/cli/lab.py)
-
-cli.add_command(_lab)

@@ -9,10 +9,12 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from picl.spec import Cluster, load
+if TYPE_CHECKING:
+    from picl.spec import Cluster
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Env:
     @cached_property
     def cluster(self) -> Cluster:
         """The validated spec; raises SpecError listing every problem."""
+        from picl.spec import load
+
         return load(self.spec_path, self.secrets_path, warn=self.warn)
 
     def warn(self, message: str) -> None:
