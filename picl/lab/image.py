@@ -102,6 +102,7 @@ def ensure(package_list: tuple[str, ...], warn: host.Warn) -> str:
         finally:
             if scratch.exists():
                 _remove_tree(scratch)
+        _remove_outdated()
     return image
 
 
@@ -207,6 +208,19 @@ def _logged(log_path: Path, argv: list[str], what: str) -> None:
         raise PiclError(
             f"building the lab's image: {what} failed (exit {proc.returncode}): " + " | ".join(tail)
         )
+
+
+def _remove_outdated() -> None:
+    """Remove images of an older recipe (no `up` will use them again) that no node stands on."""
+    in_use = Path("/proc/self/mounts").read_text()
+    for built in images():
+        try:
+            recipe = json.loads((CACHE / built / "image.json").read_text()).get("recipe")
+        except ValueError:
+            recipe = None
+        if recipe != RECIPE and f"lowerdir={rootfs(built)}" not in in_use:
+            log.info("removing image %s (recipe %s, now %s)", built, recipe, RECIPE)
+            _remove_tree(CACHE / built)
 
 
 def _remove_scratch() -> None:
