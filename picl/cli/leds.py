@@ -19,6 +19,7 @@ from picl.reconciler.leds.drivers import BACKENDS, LedError, Strip, open_strip
 from picl.reconciler.leds.frames import PATTERNS, STATES, STEP_SECONDS, Frame, larson_frame
 from picl.reconciler.leds.record import STATE_FILE, Record
 from picl.reconciler.leds.service import (
+    NODE_HOME,
     PROC_STAT,
     CpuLoad,
     StateFile,
@@ -43,9 +44,16 @@ backend_option = click.option(
 )
 
 
+node_option = click.option(
+    "--node", metavar="N",
+    help="On that node's strip, over SSH (with --backend terminal: drawn here).",
+)
+
+
 def strip_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--backend, --brightness and --frames, shared by the commands that animate a strip."""
+    """--backend, --brightness, --frames and --node, shared by the commands that animate."""
     options = (
+        node_option,
         click.option(
             "--frames", type=click.IntRange(min=1), metavar="N",
             help=f"Stop after N frames ({PER_SECOND} a second) [default: until Ctrl-C].",
@@ -64,6 +72,43 @@ def _brightness(env: Env, given: float | None) -> float:
         return given
     # Without a spec (a bare board, a laptop), the spec's own default applies.
     return env.cluster.leds.brightness if env.spec_path.exists() else Leds().brightness
+
+
+def _on_node(env: Env, node: str, python: str) -> int:
+    """Run a snippet of the shipped LED package on a node; its strip (or output) is the node's."""
+    import shlex
+    import subprocess
+
+    from picl.deploy.connection import Connection
+
+    cluster = env.cluster
+    try:
+        address = str(cluster.node(node).address)
+    except KeyError:
+        raise PiclError(f"--node {node}: not a node of {env.spec_path}") from None
+    remote = (f"test -d {NODE_HOME}/leds || {{ echo 'picl: no LED service on {node} "
+              f"(leds = \"blinkt\" and picl apply install it)' >&2; exit 78; }}; "
+              f"PYTHONPATH={NODE_HOME} exec python3 -u -c {shlex.quote(python)}")
+    argv = Connection.from_environ().ssh_argv(address, remote)
+    try:
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL)
+    except KeyboardInterrupt:
+        return ExitStatus.OK  # ssh hangs up: the node's strip is cleared by the service code
+    if result.returncode not in (0, 130, 143):
+        raise PiclError(f"leds on {node}: failed (exit {result.returncode})")
+    return ExitStatus.OK
+
+
+def _remote_play(render: str, backend: str, frames: int | None) -> str:
+    """Python for the node: play `render` (a lambda of step) on its strip, then clear it."""
+    return (
+        "import time\n"
+        "from leds.drivers import open_strip\n"
+        "from leds.frames import larson_frame\n"
+        "from leds.record import Record\n"
+        "from leds.service import play, stop_on_signals\n"
+        f"play(open_strip({backend!r}), {render}, frames={frames!r}, stop=stop_on_signals())\n"
+    )
 
 
 @contextmanager
@@ -95,12 +140,28 @@ def leds() -> None:
 @click.pass_obj
 def show(
     env: Env, states: tuple[str, ...], state_file: Path | None, backend: str,
-    brightness: float | None, frames: int | None,
+    brightness: float | None, frames: int | None, node: str | None,
 ) -> int:
-    """Show a state's pattern; with several states, pixel i shows node i's state."""
-    if bool(states) == bool(state_file):
-        raise PiclError("leds show: name a state (or one per node), or --follow a state file")
+    """Show a state's pattern; with several states, pixel i shows node i's state.
+
+    With no state, follow the agent's status live, as the primary's strip shows it (or
+    --node N's): e.g. `picl --lab leds show --backend terminal`.
+    """
+    if states and state_file:
+        raise PiclError("leds show: name states or --follow a state file, not both")
     level = _brightness(env, brightness)
+    if not states and not state_file:
+        target = node or env.cluster.cluster.primary
+        args = ["--mode", "status", "--backend", backend, "--brightness", f"{level:g}"]
+        args += ["--frames", str(frames)] if frames else []
+        return _on_node(env, target, f"from leds.service import main; main({args!r})")
+    if node:
+        if state_file:
+            raise PiclError("leds show --follow reads a local file: use it without --node")
+        record = (f"Record(state={states[0]!r})" if len(states) == 1
+                  else f"Record(nodes={states!r})")
+        render = f"lambda step: {record}.frame(step, {level!r}, time.time())"
+        return _on_node(env, node, _remote_play(render, backend, frames))
     if state_file:
         return _animate(env, backend, follow_state(StateFile(state_file), level), frames)
     record = Record(state=states[0]) if len(states) == 1 else Record(nodes=states)
@@ -110,18 +171,26 @@ def show(
 @leds.command()
 @strip_options
 @click.pass_obj
-def test(env: Env, backend: str, brightness: float | None, frames: int | None) -> int:
+def test(env: Env, backend: str, brightness: float | None, frames: int | None,
+         node: str | None) -> int:
     """The test pattern: the Larson scanner, for a few seconds (or --frames), then clear."""
     level = _brightness(env, brightness)
     count = frames or TEST_SECONDS * PER_SECOND
+    if node:
+        render = f"lambda step: larson_frame(step, {level!r})"
+        return _on_node(env, node, _remote_play(render, backend, count))
     return _animate(env, backend, lambda step: larson_frame(step, level), count)
 
 
 @leds.command()
 @backend_option
+@node_option
 @click.pass_obj
-def clear(env: Env, backend: str) -> int:
+def clear(env: Env, backend: str, node: str | None) -> int:
     """Turn every pixel off: mends a strip left in an inconsistent state."""
+    if node:
+        return _on_node(env, node, f"from leds.drivers import open_strip\n"
+                                   f"open_strip({backend!r}).clear()\n")
     with _strip(env, backend) as strip:
         strip.clear()
     return ExitStatus.OK
@@ -130,8 +199,14 @@ def clear(env: Env, backend: str) -> int:
 @leds.command()
 @strip_options
 @click.pass_obj
-def load(env: Env, backend: str, brightness: float | None, frames: int | None) -> int:
+def load(env: Env, backend: str, brightness: float | None, frames: int | None,
+         node: str | None) -> int:
     """This machine's CPU load as a bar, from pixel 0 (green) to pixel 7 (red)."""
+    if node:
+        args = ["--mode", "load", "--backend", backend,
+                "--brightness", f"{_brightness(env, brightness):g}"]
+        args += ["--frames", str(frames)] if frames else []
+        return _on_node(env, node, f"from leds.service import main; main({args!r})")
     if not os.path.exists(PROC_STAT):
         raise PiclError(f"{PROC_STAT}: not found; the CPU load is read from Linux's /proc/stat")
     render = follow_load(CpuLoad(PROC_STAT), _brightness(env, brightness))

@@ -247,3 +247,17 @@ def test_led_service_follows_the_state_and_clears_on_stop(cluster: Cluster) -> N
                        "a cleared strip after stop")
     finally:
         lab.ssh("node1", "systemctl start picl-leds")
+
+
+def test_leds_follow_the_agents_record_and_run_on_a_node(cluster: Cluster) -> None:
+    lab = cluster.lab
+    lab.ssh("node0", "mkdir -p /run/picl && echo '{\"state\": \"converged\"}' > /run/picl/leds.json")
+    followed = cluster.picl("leds", "show", "--backend", "terminal", "--frames", "2")
+    assert followed.returncode == 0, followed.stderr
+    assert GREEN * 1 in followed.stdout and followed.stdout.splitlines()[0].count(GREEN) == 8
+    shown = cluster.picl("leds", "show", "failed", "--node", "node2", "--backend", "terminal",
+                         "--frames", "1")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[0].count("\x1b[38;2;255;0;0m██") == 8
+    cleared = cluster.picl("leds", "clear", "--node", "node1", "--backend", "terminal")
+    assert cleared.returncode == 0 and cleared.stdout.splitlines()[-1].count(DARK) == 8

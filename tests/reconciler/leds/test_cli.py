@@ -114,8 +114,10 @@ def test_blinkt_off_a_pi_is_one_line(here: Path, args: list[str]) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["show"], "leds show: name a state (or one per node), or --follow a state file"),
-    (["show", "converged", "--follow", "leds.json"], "leds show: name a state"),
+    # No state: follow the agent's status on the primary, which needs a spec to find it.
+    (["show"], "cluster.toml: no such file"),
+    (["show", "converged", "--follow", "leds.json"], "leds show: name states or --follow"),
+    (["show", "converged", "--node", "node9"], "cluster.toml: no such file"),
     (["show", "green"], "'green' is not one of 'converged', 'applying'"),
     (["show", "failed", "--brightness", "2"], "2.0 is not in the range 0.0<=x<=1.0"),
     (["show", "failed", "--backend", "neopixel"], "'neopixel' is not one of 'blinkt'"),
