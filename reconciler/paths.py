@@ -52,6 +52,11 @@ class Paths:
         return self.state / "allowed_signers"
 
     @property
+    def upstream_known_hosts(self) -> Path:
+        """The upstream's host key, as first seen (its commits' signatures are the check)."""
+        return self.state / "upstream_known_hosts"
+
+    @property
     def control(self) -> Path:
         """Files people leave for the agent: `suspended`, `reconcile`."""
         return self.state / "control"

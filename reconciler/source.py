@@ -94,6 +94,10 @@ class Source:
         if remote in [r.name for r in repo.remotes]:
             if repo.remotes[remote].url != url:
                 repo.remotes[remote].set_url(url)
+                # What another repository said is no word from this one.
+                tips = repo.git.for_each_ref("--format=%(refname)", f"refs/remotes/{remote}/")
+                for ref in tips.split():
+                    repo.git.update_ref("-d", ref)
         else:
             repo.create_remote(remote, url)
 
@@ -138,9 +142,10 @@ class Source:
                                 env={**env, "GIT_SSH_COMMAND": self.ssh_command},
                                 kill_after_timeout=UPSTREAM_TIMEOUT)
         except git.GitCommandError as exc:
-            error = f"upstream {url} left out: {_last_line(exc)}"
+            # Its last word still counts: the primary's repository may lag behind it.
+            error = f"upstream {url} out of reach: {_last_line(exc)}"
             log.warning("%s", error)
-            return None, error
+            return self._tip("upstream"), error
         return self._tip("upstream"), ""
 
     def describe(self, sha: str) -> Revision:
@@ -168,6 +173,8 @@ class Source:
 
 
 def _last_line(exc: git.GitCommandError) -> str:
+    """git's reason in a line: its first `fatal:` line, else its last line."""
     text = (exc.stderr or str(exc)).strip().replace("stderr: ", "").strip("' \n")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else f"git exited {exc.status}"
+    fatal = [line.removeprefix("fatal: ") for line in lines if line.startswith("fatal: ")]
+    return fatal[0] if fatal else lines[-1] if lines else f"git exited {exc.status}"

@@ -10,6 +10,7 @@ import getpass
 import json
 import logging
 import os
+import shlex
 import socket
 import sys
 import time
@@ -230,9 +231,17 @@ def run() -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("watchdog", "git", "paramiko", "pyinfra"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    paths, connection = Paths.from_environ(), Connection.from_environ()
+    # The upstream is fetched with the agent's key (add it there as a read-only deploy key).
+    upstream_ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                    "-o", "StrictHostKeyChecking=accept-new",
+                    "-o", f"UserKnownHostsFile={paths.upstream_known_hosts}"]
+    if connection.key:
+        upstream_ssh += ["-i", str(connection.key), "-o", "IdentitiesOnly=yes"]
     settings = Settings(branch=os.environ.get("PICL_AGENT_BRANCH", "main"),
-                        led_backend=os.environ.get("PICL_LED_BACKEND", "blinkt"))
-    run_agent(Paths.from_environ(), Connection.from_environ(), settings)
+                        led_backend=os.environ.get("PICL_LED_BACKEND", "blinkt"),
+                        ssh_command=shlex.join(upstream_ssh))
+    run_agent(paths, connection, settings)
     return ExitStatus.OK
 
 

@@ -145,9 +145,17 @@ def test_an_upstream_ahead_is_taken_and_a_dead_one_left_out(paths: Paths, clone:
     upstream = tmp_path / "upstream.git"
     git(tmp_path, "init", "-q", "--bare", str(upstream))
     ahead = clone.commit({"cluster.toml": "two\n"}, "only upstream")
+    assert base != ahead
     git(clone.dir, "push", "-q", str(upstream), "HEAD:main")
     agent = source(paths)
     assert agent.fetch(str(upstream)).revision.sha == ahead  # type: ignore[union-attr]
+    # Out of reach, the upstream counts with what it last said: the primary's repository lags.
+    (upstream).rename(tmp_path / "moved.git")
+    fetched = agent.fetch(str(upstream))
+    assert fetched.revision is not None and fetched.revision.sha == ahead
+    assert fetched.upstream_error.startswith(f"upstream {upstream} out of reach: ")
+    assert "does not appear to be a git repository" in fetched.upstream_error
+    # Another upstream: nothing the old one said counts.
     fetched = agent.fetch(str(tmp_path / "gone.git"))
     assert fetched.revision is not None and fetched.revision.sha == base
-    assert fetched.upstream_error.startswith(f"upstream {tmp_path / 'gone.git'} left out")
+    assert fetched.upstream_error.startswith(f"upstream {tmp_path / 'gone.git'} out of reach")
