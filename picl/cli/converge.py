@@ -65,14 +65,9 @@ def confirm_timeout() -> int:
 
 def led_service(cluster: Cluster) -> dict[str, str]:
     """The LED service's files for nodes with a strip (lab nodes draw to their journal)."""
-    from picl.reconciler.leds import service
+    from picl.reconciler.strips import service_files
 
-    backend = "terminal" if os.environ.get("PICL_IN_LAB") else "blinkt"
-    files = {f"{service.NODE_HOME}/{path}": data.decode()
-             for path, data in service.shipped().items()}
-    files[f"/etc/systemd/system/{service.UNIT_NAME}"] = service.unit(
-        cluster.leds.mode, cluster.leds.brightness, backend)
-    return files
+    return service_files(cluster, "terminal" if os.environ.get("PICL_IN_LAB") else "blinkt")
 
 
 def change_document(change: Change) -> dict[str, Any]:
