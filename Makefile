@@ -37,7 +37,8 @@ demo: setup
 	./demo.sh
 
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/lab.py
+	$(BIN)/python bench/converge.py
 
 clean:
 	-$(PICL) lab down --all

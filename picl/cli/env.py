@@ -23,6 +23,7 @@ class Env:
     secrets_path: Path | None = None
     lab: bool = False
     verbose: bool = False
+    quiet: bool = False  # a process about to hand over to another that will warn itself
     out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
     err: Console = field(
         default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True)
@@ -47,4 +48,6 @@ class Env:
         return load(self.spec_path, self.secrets_path, warn=self.warn)
 
     def warn(self, message: str) -> None:
+        if self.quiet:
+            return
         self.err.print(f"[yellow]warning:[/] {message}", markup=True)
