@@ -45,6 +45,8 @@ ExecStart={venv}/bin/picl agent run
 Restart=always
 RestartSec=3
 TimeoutStopSec=30
+# SIGTERM to the agent alone: it ends its cycle, its sessions and workers; the rest is killed.
+KillMode=mixed
 
 [Install]
 WantedBy=multi-user.target
