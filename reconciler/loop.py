@@ -317,5 +317,6 @@ def applied_states(nodes: tuple[st.NodeStatus, ...],
             done.append(replace(node, state="converged"))
         else:
             error = (outcome.error if outcome else "") or "no outcome from its apply"
-            done.append(replace(node, state="failed", error=error))
+            rolled_back = outcome is not None and outcome.rolled_back
+            done.append(replace(node, state="failed", error=error, rolled_back=rolled_back))
     return tuple(done)

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 READY, RECONCILING, STALLED, SUSPENDED = "Ready", "Reconciling", "Stalled", "Suspended"
-CONDITIONS = (READY, RECONCILING, STALLED, SUSPENDED)
+ROLLED_BACK = "RolledBack"
+CONDITIONS = (READY, RECONCILING, STALLED, SUSPENDED, ROLLED_BACK)
 # A node's state, as the LEDs name them.
 NODE_STATES = ("converged", "drifted", "applying", "failed", "unreachable", "unknown")
 # How a cycle ended, in the history.
@@ -40,6 +41,7 @@ class NodeStatus:
     state: str = "unknown"
     changes: tuple[str, ...] = ()  # "~ hosts", "+ user bob": what differed from the spec
     error: str = ""
+    rolled_back: bool = False  # its risky changes were undone by the node (confirm-or-revert)
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,13 @@ def finished(status: Status, result: Result, now: float, next_cycle: float) -> S
                      next_cycle=next_cycle)
     status = set_condition(status, STALLED, "False", "Reconciled", "", now)
     revision = short(result.revision, status.branch)
+    reverted = [n for n in result.nodes if n.rolled_back]
+    if reverted:  # a revert is a failure: said as such, not only as a failed node
+        names = ", ".join(f"{n.node}: {n.error}" for n in reverted)
+        status = set_condition(status, ROLLED_BACK, "True", "ChangesReverted",
+                               f"{revision}: {names}", now)
+    else:
+        status = set_condition(status, ROLLED_BACK, "False", "NotRolledBack", "", now)
     if result.broken:
         names = ", ".join(f"{n.node} ({n.state})" for n in result.broken)
         reason = ("NodesUnreachable" if all(n.state == "unreachable" for n in result.broken)

@@ -66,7 +66,8 @@ def test_stalled_keeps_the_last_applied_revision() -> None:
     assert conditions(status) == {"Ready": ("False", "InvalidSpec"),
                                   "Reconciling": ("False", "InvalidSpec"),
                                   "Stalled": ("True", "InvalidSpec"),
-                                  "Suspended": ("False", "NotSuspended")}
+                                  "Suspended": ("False", "NotSuspended"),
+                                  "RolledBack": ("False", "NotRolledBack")}
     assert (status.revision.observed, status.revision.attempted, status.revision.applied) == \
         (B, B, A)
     assert "cluster.toml:3:1" in status.condition("Stalled").message
@@ -149,3 +150,29 @@ def test_json_round_trip() -> None:
 def test_short() -> None:
     assert st.short(A, "main") == "main@sha1:aaaaaaaaaaaa"
     assert st.short(None, "main") == "(none)"
+
+
+REVERTED = (NodeStatus("node0", "converged"),
+            NodeStatus("node1", "failed", ("~ network",), "ROLLED BACK: not confirmed",
+                       rolled_back=True))
+
+
+@pytest.mark.parametrize(("nodes", "rolled_back"), [
+    (REVERTED, ("True", "ChangesReverted")),
+    (FAILED, ("False", "NotRolledBack")),
+    (CONVERGED, ("False", "NotRolledBack")),
+])
+def test_a_revert_is_its_own_condition(nodes: tuple[NodeStatus, ...],
+                                       rolled_back: tuple[str, str]) -> None:
+    status = st.finished(cycle(), Result(A, "enforce", nodes, applied=True), T0 + 3, T0 + 300)
+    assert conditions(status)["RolledBack"] == rolled_back
+    if rolled_back[0] == "True":
+        assert conditions(status)["Ready"] == ("False", "ApplyFailed")
+        (condition,) = [c for c in status.conditions if c.type == "RolledBack"]
+        assert "node1: ROLLED BACK: not confirmed" in condition.message
+
+
+def test_rolled_back_survives_the_json_round_trip() -> None:
+    status = st.finished(cycle(), Result(A, "enforce", REVERTED, applied=True), T0, T0 + 300)
+    again = Status.from_json(status.to_json())
+    assert again.nodes[1].rolled_back and conditions(again)["RolledBack"][0] == "True"
