@@ -49,3 +49,20 @@ picl --lab plan --detailed-exitcode || echo "(exit $?: drift found)"
 step "repair: picl --lab apply --yes, then the plan is empty again"
 picl --lab apply --yes
 picl --lab plan --detailed-exitcode && echo "(exit 0: converged)"
+
+step "picl --lab agent install: the primary becomes the control node (installed offline)"
+picl --lab agent install
+
+step "git push to the primary: the agent converges the lab"
+repo="$work/repo"; mkdir "$repo"; cp cluster.toml "$repo/"
+printf '\n[[files]]\npath = "/etc/motd"\ncontent = "arrakis: the spice must flow\\n"\n' >> "$repo/cluster.toml"
+git -C "$repo" init -q -b main && git -C "$repo" add cluster.toml
+git -C "$repo" -c user.name=demo -c user.email=demo@example.org commit -q -m "a message of the day"
+picl lab exec -- git -C "$repo" push -q ssh://root@10.1.10.240/srv/picl/cluster.git main
+sha=$(git -C "$repo" rev-parse HEAD)
+for _ in $(seq 120); do picl --lab status --json | grep -q "\"applied\": \"$sha\"" && break; sleep 1; done
+picl --lab status
+picl lab ssh node2 -- cat /etc/motd
+
+step "the primary's LED strip, drawn here: every node converged"
+picl --lab leds show --backend terminal --frames 4
