@@ -130,8 +130,9 @@ def test_a_node_without_power_is_a_failure_and_the_others_answer(day: Day) -> No
         check = day.picl("check", "--json")
     assert result.returncode == 1
     lines = _lines(result.stdout)
-    assert [line for line in lines if line.startswith("[FAILURE]")] == [
-        "[FAILURE] node2 ssh: connect to host 10.1.10.242 port 22: Connection refused"]
+    (failure,) = [line for line in lines if line.startswith("[FAILURE]")]
+    # A board without power answers nothing: refused, timed out or no route, as the lab has it.
+    assert failure.startswith("[FAILURE] node2 ssh: connect to host 10.1.10.242 port 22: ")
     assert check.returncode == 1  # unreachable is red
     nodes = {n["node"]: n for n in json.loads(check.stdout)["nodes"]}
     assert nodes["node2"]["level"] == "FAIL"
