@@ -48,14 +48,13 @@ def _authorized_keys(view: NodeView, user: User) -> Iterator[Change]:
     if have == wanted or (have is None and not wanted):
         return
     path = f"{home(user)}/.ssh/authorized_keys"
-    group = user.name if user.name != "root" else "root"
     yield Change(
         f"authorized_keys {user.name}",
         "create" if current is None else "update",
         (Attribute("keys", [_key_label(k) for k in have or []],
                    [_key_label(k) for k in wanted]),),
         steps=(sh(_ssh_dir(user)),
-               put(path, with_block(current, wanted), user.name, group, "0600")),
+               put(path, with_block(current, wanted), user.name, user.name, "0600")),
         # The keys picl logs in with: confirmed over a new connection, or put back.
         guard=Guard(files=(path,)) if user.name == view.shared.login_user else None,
     )
@@ -70,14 +69,13 @@ def _cluster_key(view: NodeView, user: User) -> Iterator[Change]:
     if public == pair.public and private is not None:
         return
     path = f"{home(user)}/{CLUSTER_KEY}"
-    group = user.name if user.name != "root" else "root"
     yield Change(
         f"cluster_key {user.name}",
         "create" if public is None else "update",
         (Attribute("key pair", "", "", sensitive=True),),
         steps=(sh(_ssh_dir(user)),
-               put(path, pair.private, user.name, group, "0600"),
-               put(path + ".pub", pair.public, user.name, group, "0644")),
+               put(path, pair.private, user.name, user.name, "0600"),
+               put(path + ".pub", pair.public, user.name, user.name, "0644")),
         sensitive=True,
     )
 
