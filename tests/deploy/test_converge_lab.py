@@ -133,12 +133,16 @@ def test_secrets_never_reach_the_plan(cluster: Cluster) -> None:
     assert cluster.picl("apply", "--yes").returncode == 0
 
 
+# A user still running something (a systemd --user left by `su -`) cannot be changed.
+LOGGED_OUT = ("loginctl terminate-user federico 2>/dev/null; for _ in $(seq 40); do "
+              "pgrep -u federico >/dev/null || break; sleep 0.5; done; ")
+
 # (id, node, command that makes the drift, expected (resource, attribute or diff text))
 DRIFTS = [
-    ("user-deleted", "node1", "userdel -r federico 2>/dev/null; true",
+    ("user-deleted", "node1", LOGGED_OUT + "userdel -r federico 2>/dev/null; true",
      {"user federico", "group federico", "authorized_keys federico", "cluster_key federico"},
      None),
-    ("uid-changed", "node2", "usermod -u 1005 federico", {"user federico"}, "uid"),
+    ("uid-changed", "node2", LOGGED_OUT + "usermod -u 1005 federico", {"user federico"}, "uid"),
     ("hosts-block-edited", "node0", "sed -i '/^# END picl/i 10.1.10.9 intruder' /etc/hosts",
      {"hosts"}, "-10.1.10.9 intruder"),
     ("key-removed", "node1",
