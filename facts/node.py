@@ -98,8 +98,10 @@ def script(probe: Probe) -> str:
     for unit in probe.units:
         quoted = shlex.quote(unit)
         parts.append(f"echo {shlex.quote(f'{MARK} unit {unit}')}; "
-                     f"echo $(systemctl is-enabled {quoted} 2>/dev/null || true) "
-                     f"$(systemctl is-active {quoted} 2>/dev/null || true)")
+                     # An empty answer (no such unit) would shift the two words: say "absent".
+                     f"e=$(systemctl is-enabled {quoted} 2>/dev/null); "
+                     f"a=$(systemctl is-active {quoted} 2>/dev/null); "
+                     'echo "${e:-absent} ${a:-absent}"')
     for path in probe.directories:
         parts.append(_stat(f"directory {path}", shlex.quote(path)))
     if probe.exists:

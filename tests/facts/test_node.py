@@ -34,6 +34,7 @@ OUTPUT = [
     f"{MARK} file /etc/motd", "",
     f"{MARK} file_stat /etc/motd", "root root 644 0 0 regular file",
     f"{MARK} unit NetworkManager.service", "enabled active",
+    f"{MARK} unit gone.service", "absent inactive",
     f"{MARK} exists", "/usr/sbin/NetworkManager",
     f"{MARK} digest /etc/wpa_supplicant/wpa_supplicant.conf", ABSENT,
     f"{MARK} digest /etc/NetworkManager/system-connections/picl-wifi.nmconnection", "ab12",
@@ -54,7 +55,8 @@ def test_sections_split_at_markers() -> None:
     ("timezone", "Europe/Rome"),
     ("host_keys", ["ssh-ed25519 AAAA root@node1"]),
     ("fstab", b"# caf\xe9\nproc /proc proc defaults 0 0"),  # bytes, exactly as on disk
-    ("units", {"NetworkManager.service": ("enabled", "active")}),
+    ("units", {"NetworkManager.service": ("enabled", "active"),
+               "gone.service": ("absent", "inactive")}),
     ("existing", {"/usr/sbin/NetworkManager"}),
     ("digests", {"/etc/wpa_supplicant/wpa_supplicant.conf": None,
                  "/etc/NetworkManager/system-connections/picl-wifi.nmconnection": "ab12"}),
@@ -84,7 +86,8 @@ def test_script_runs_here_and_reads_this_machine(tmp_path) -> None:
     secret.write_text("hunter22")
     probe = Probe(users=("root", "nobody-here"), files=(str(managed), "/nonexistent/x"),
                   directories=(str(tmp_path),), packages=("bash", "no-such-package"),
-                  exists=("/bin/sh", "/nonexistent/y"), secret_files=(str(secret),))
+                  exists=("/bin/sh", "/nonexistent/y"), secret_files=(str(secret),),
+                  units=("no-such-unit.service",))
     out = subprocess.run(["sh", "-c", script(probe)], capture_output=True, text=True, check=True)
     observed = parse(out.stdout.splitlines())
     assert observed.accounts["root"].uid == 0
@@ -95,6 +98,8 @@ def test_script_runs_here_and_reads_this_machine(tmp_path) -> None:
     assert "no-such-package" not in observed.packages
     assert observed.user_stats[("home", "nobody-here")] is None
     assert len(observed.password_digests["root"]) == 64
+    enabled, active = observed.units["no-such-unit.service"]
+    assert enabled and active and enabled != "enabled"  # two words, whatever systemctl says
     assert observed.existing == {"/bin/sh"}
     assert observed.digests[str(secret)] == hashlib.sha256(b"hunter22").hexdigest()
     assert "hunter22" not in out.stdout
