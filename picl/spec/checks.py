@@ -75,6 +75,7 @@ def username(value: str) -> str:
 
 
 def github_user(value: str) -> str:
+    """A GitHub username: letters, digits and single hyphens, at most 39 characters."""
     if not GITHUB_USER.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid GitHub username: letters, digits and single hyphens, "
@@ -84,18 +85,21 @@ def github_user(value: str) -> str:
 
 
 def package(value: str) -> str:
+    """A Debian package name: 2 or more of a-z 0-9 + . -, starting with a letter or digit."""
     if not DEBIAN_PACKAGE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid Debian package name")
     return value
 
 
 def interface(value: str) -> str:
+    """A network interface name: 1-15 of letters, digits and _ . -."""
     if not INTERFACE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid interface name (1-15 of A-Za-z0-9_.-)")
     return value
 
 
 def secret_name(value: str) -> str:
+    """A key of secrets.toml: letters, digits, '_' and '-', not starting with a digit or '-'."""
     if not SECRET_NAME.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid secret name (letters, digits, '_', '-')")
     return value
@@ -144,13 +148,21 @@ def duration_seconds(value: str) -> int:
     return hours * 3600 + minutes * 60 + seconds
 
 
+def duration(value: str) -> str:
+    """A duration in hours, minutes and seconds, in that order: '30s', '5m', '1h' or '1h30m'."""
+    duration_seconds(value)
+    return value
+
+
 def branch(value: str) -> str:
+    """A git branch name, such as 'main' or 'deploy/arrakis'."""
     if not GIT_BRANCH.fullmatch(value) or value.endswith(".lock"):
         raise ValueError(f"{value!r} is not a valid git branch name")
     return value
 
 
 def file_mode(value: str) -> str:
+    """An octal file mode like '0644' or '4755' (a missing leading 0 is added)."""
     if not FILE_MODE.fullmatch(value):
         raise ValueError(f"{value!r} is not an octal file mode like '0644'")
     return value.zfill(4)
@@ -162,6 +174,7 @@ def _timezones() -> frozenset[str]:
 
 
 def timezone(value: str) -> str:
+    """A time zone of the tz database, like 'Europe/Rome' or 'UTC'."""
     known = _timezones()
     # Without a tz database here (a minimal laptop), the node's own one decides at apply time.
     if known and value not in known:

@@ -41,7 +41,7 @@ Package = Annotated[str, AfterValidator(checks.package)]
 SshPublicKey = Annotated[str, AfterValidator(checks.ssh_public_key)]
 Duration = Annotated[
     str,
-    AfterValidator(lambda v: (checks.duration_seconds(v), v)[1]),
+    AfterValidator(checks.duration),
     Field(pattern=r"^(\d+h)?(\d+m)?(\d+s)?$", examples=["30s", "5m", "1h"]),
 ]
 
@@ -170,6 +170,7 @@ class ManagedFile(Section):
 
     @model_validator(mode="after")
     def _one_origin(self) -> ManagedFile:
+        """Each file gives exactly one of `content` or `source`."""
         if (self.content is None) == (self.source is None):
             raise ValueError("give exactly one of 'content' or 'source'")
         return self
@@ -196,6 +197,7 @@ class Agent(Section):
     @field_validator("interval")
     @classmethod
     def _not_too_often(cls, value: str) -> str:
+        """At least 10s."""
         if checks.duration_seconds(value) < 10:
             raise ValueError(f"{value!r} is too often: the interval is at least 10s")
         return value

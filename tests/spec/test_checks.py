@@ -65,6 +65,8 @@ CASES: list[tuple[Callable[[str], object], str, bool]] = [
     (checks.duration_seconds, "5", False),
     (checks.duration_seconds, "5d", False),
     (checks.duration_seconds, "5m\n", False),
+    (checks.duration, "1h30m", True),
+    (checks.duration, "30m1h", False),
     (checks.branch, "main", True),
     (checks.branch, "deploy/arrakis", True),
     (checks.branch, "a..b", False),
