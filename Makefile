@@ -8,7 +8,7 @@ PICL   := $(BIN)/picl
 APT_PACKAGES := python3-venv python3-dev gcc git openssh-client iproute2 \
                 debootstrap systemd-container iputils-ping procps
 
-.PHONY: setup test demo lint bench clean
+.PHONY: setup test demo lint docs bench clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,10 @@ test: setup
 lint: setup
 	$(BIN)/ruff check picl deploy facts reconciler tests
 	$(BIN)/mypy picl deploy facts reconciler
+
+# The reference docs are generated from the code; a test fails when they are stale.
+docs: setup
+	$(BIN)/python -m picl.reference
 
 demo: setup
 	./demo.sh
