@@ -82,44 +82,70 @@ Secret = Annotated[SecretRef, BeforeValidator(_secret_only)]
 
 
 class ClusterInfo(Section):
-    name: Hostname
-    domain: Annotated[str, AfterValidator(checks.domain)] = "cluster"
-    timezone: Annotated[str, AfterValidator(checks.timezone)] = "UTC"
+    """The cluster as a whole: its name, domain, time zone and primary node."""
+
+    name: Hostname = Field(description="The cluster's name: its status, lock and lab go by it")
+    domain: Annotated[str, AfterValidator(checks.domain)] = Field(
+        default="cluster", description="Every node is also NAME.DOMAIN in /etc/hosts"
+    )
+    timezone: Annotated[str, AfterValidator(checks.timezone)] = Field(
+        default="UTC", description="Every node's time zone"
+    )
     primary: Hostname = Field(description="The node that runs the agent, NFS and time server.")
 
 
 class Wifi(Section):
-    ssid: str = Field(min_length=1, max_length=32)
-    psk: Secret
+    """The uplink: Wi-Fi by DHCP, the default route whatever order the links come up in."""
+
+    ssid: str = Field(min_length=1, max_length=32, description="The Wi-Fi network's name")
+    psk: Secret = Field(description="The Wi-Fi key, kept in secrets.toml")
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 code, e.g. 'US'")
 
 
 class Network(Section):
+    """The wired compute network, and Wi-Fi as the uplink."""
+
     subnet: IPv4Network = Field(description="Wired compute network: static addresses, no gateway")
-    interface: Annotated[str, AfterValidator(checks.interface)] = "eth0"
+    interface: Annotated[str, AfterValidator(checks.interface)] = Field(
+        default="eth0", description="The wired interface, the same on every node"
+    )
     wifi: Wifi | None = Field(default=None, description="Optional uplink: DHCP, default route")
 
 
 class Node(Section):
-    name: Hostname
-    address: IPv4Address
-    target: Literal["graphical", "multi-user"] = "multi-user"
-    leds: Literal["blinkt", "none"] = "none"
+    """One board of the cluster."""
+
+    name: Hostname = Field(description="Its hostname")
+    address: IPv4Address = Field(description="Its static wired address, inside network.subnet")
+    target: Literal["graphical", "multi-user"] = Field(
+        default="multi-user", description="The default systemd target"
+    )
+    leds: Literal["blinkt", "none"] = Field(
+        default="none", description='"blinkt": a Blinkt! strip on its GPIO header shows its state'
+    )
     packages: list[Package] = Field(default_factory=list, description="Besides packages.all")
 
 
 class User(Section):
+    """A user (or root) with the same uid and gid on every node."""
+
     name: Username
-    uid: int = Field(ge=0, le=65533)
+    uid: int = Field(ge=0, le=65533, description="The same on every node, as NFS needs")
     gid: int | None = Field(default=None, ge=0, le=65533, description="Defaults to the uid")
-    groups: list[Username] = Field(default_factory=list)
-    shell: AbsolutePath = "/bin/bash"
-    sudo: Literal["password", "nopasswd", "none"] = "none"
+    groups: list[Username] = Field(
+        default_factory=list, description="Groups it is added to; others it is in are kept"
+    )
+    shell: AbsolutePath = Field(default="/bin/bash", description="Its login shell")
+    sudo: Literal["password", "nopasswd", "none"] = Field(
+        default="none", description="Its rule in /etc/sudoers.d, checked by visudo"
+    )
     rename_from: Username | None = Field(
         default=None, description="Adopt the image's stock user; its ~/.Xauthority is purged"
     )
     password: Secret | None = Field(default=None, description="A crypt(3) hash in secrets.toml")
-    ssh_keys: list[SshPublicKey] = Field(default_factory=list)
+    ssh_keys: list[SshPublicKey] = Field(
+        default_factory=list, description="Put in ~/.ssh/authorized_keys; other keys are kept"
+    )
     github: list[Annotated[str, AfterValidator(checks.github_user)]] = Field(
         default_factory=list, description="Like ssh-import-id gh:NAME, resolved when planning"
     )
@@ -131,18 +157,25 @@ class User(Section):
 
 
 class Time(Section):
+    """One clock for the cluster: the primary syncs from the servers, the others from it."""
+
     servers: list[Annotated[str, AfterValidator(checks.domain)]] = Field(
-        default_factory=lambda: ["0.debian.pool.ntp.org", "1.debian.pool.ntp.org"]
+        default_factory=lambda: ["0.debian.pool.ntp.org", "1.debian.pool.ntp.org"],
+        description="The NTP servers the primary syncs from",
     )
     serve: bool = Field(default=False, description="The primary serves time to the cluster")
 
 
 class Share(Section):
+    """An NFS share: exported by one node, mounted by the others through /etc/fstab."""
+
     name: Hostname
-    server: Hostname
-    export: DataPath
-    mount: DataPath
-    clients: NodeSelection = "all"
+    server: Hostname = Field(description="The node that exports it")
+    export: DataPath = Field(description="The directory exported on the server")
+    mount: DataPath = Field(description="Where the clients mount it")
+    clients: NodeSelection = Field(
+        default="all", description='The nodes that mount it; "all": every node but the server'
+    )
     options: Options = Field(
         default="rw", description="Exports default to rw,sync,no_subtree_check,root_squash"
     )
@@ -152,21 +185,23 @@ class Share(Section):
 class Mount(Section):
     """A generic fstab entry, edited as safely as the shares' entries."""
 
-    nodes: NodeSelection = "all"
+    nodes: NodeSelection = Field(default="all", description="The nodes that mount it")
     what: str = Field(pattern=r"^[^\s#]+$", description="Device, LABEL=, UUID=, or host:/path")
-    where: DataPath
-    type: str = Field(pattern=r"^[a-z0-9.]+$")
-    options: Options = "defaults,nofail"
+    where: DataPath = Field(description="The mount point")
+    type: str = Field(pattern=r"^[a-z0-9.]+$", description="Filesystem type, such as ext4 or nfs")
+    options: Options = Field(default="defaults,nofail", description="Its fstab options")
 
 
 class ManagedFile(Section):
-    path: AbsolutePath
-    content: str | None = None
+    """A file picl keeps on the nodes: its content, owner, group and mode."""
+
+    path: AbsolutePath = Field(description="Where it goes on the node")
+    content: str | None = Field(default=None, description="Its text")
     source: str | None = Field(default=None, description="A file in this repository")
     owner: Username = "root"
     group: Username = "root"
     mode: Annotated[str, AfterValidator(checks.file_mode)] = "0644"
-    nodes: NodeSelection = "all"
+    nodes: NodeSelection = Field(default="all", description="The nodes that get it")
 
     @model_validator(mode="after")
     def _one_origin(self) -> ManagedFile:
@@ -177,19 +212,33 @@ class ManagedFile(Section):
 
 
 class Packages(Section):
+    """Debian packages, installed with apt."""
+
     all: list[Package] = Field(default_factory=list, description="Installed on every node")
 
 
 class Leds(Section):
-    mode: Literal["status", "load", "off"] = "status"
-    brightness: float = Field(default=0.1, ge=0.0, le=1.0)
+    """What the Blinkt! strips of nodes with leds = "blinkt" show."""
+
+    mode: Literal["status", "load", "off"] = Field(
+        default="status", description="The cluster's state, the CPU load as a bar, or nothing"
+    )
+    brightness: float = Field(default=0.1, ge=0.0, le=1.0, description="The pixels' brightness")
 
 
 class Agent(Section):
-    branch: Annotated[str, AfterValidator(checks.branch)] = "main"
+    """The agent on the primary: where it takes the spec from, how often, what it does."""
+
+    branch: Annotated[str, AfterValidator(checks.branch)] = Field(
+        default="main", description="The branch whose state the cluster keeps"
+    )
     upstream: str | None = Field(default=None, description="Without it, the primary's bare repo")
-    interval: Duration = "5m"
-    mode: Literal["enforce", "report"] = "enforce"
+    interval: Duration = Field(
+        default="5m", description="A cycle runs at least this often, to repair drift"
+    )
+    mode: Literal["enforce", "report"] = Field(
+        default="enforce", description='"enforce" converges the nodes; "report" only records drift'
+    )
     signed_by: list[SshPublicKey] = Field(
         default_factory=list, description="Only commits signed by these keys are applied"
     )
