@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from converge import PICL, REPO, machine  # bench/converge.py
+from common import PICL, REPO, machine_text  # bench/common.py
 
 URL = "ssh://root@10.1.10.240/srv/picl/cluster.git"
 LAB = "agentbench"
@@ -110,7 +110,7 @@ def main() -> None:
     report = [
         "# The agent: push-to-converged latency, and its idle cost on the primary",
         "",
-        f"Machine: {machine()}. Lab of the reference cluster (3 nodes). Produced by "
+        f"Machine: {machine_text()}. Lab of the reference cluster (3 nodes). Produced by "
         "`bench/agent.py`.",
         "",
         f"Push to converged ({options.runs} pushes, each changing a user on every node): from "

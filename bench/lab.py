@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -20,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, machine_text  # bench/common.py
+
 SPEC = REPO / "cluster.toml"
 GOALS = {3: 15.0, 30: 90.0}
 
@@ -77,20 +77,6 @@ def cold_build() -> float:
         shutil.rmtree(scratch)
 
 
-def machine() -> str:
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    cpu = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    debian = Path("/etc/debian_version").read_text().strip()
-    return (
-        f"{os.cpu_count()} cores ({cpu}), {memory:.1f} GiB memory, "
-        f"Linux {platform.release()}, Debian {debian}"
-    )
-
-
 def _other_labs() -> list[str]:
     """Labs already on the machine: they share the 2 cores with what is measured."""
     from picl.lab import labs_on_host
@@ -139,7 +125,7 @@ def main() -> None:
         "# Lab benchmark",
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- machine: {machine()}",
+        f"- machine: {machine_text()}",
         f"- load: 1-minute load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
         f"other labs up at the start: {', '.join(others) if others else 'none'}",
         f"- command: `bench/lab.py --runs {args.runs}`"
