@@ -32,6 +32,8 @@ class Probe:
 
 
 # Files read whole on every node, by section name.
+DEFAULT_TARGET = "/etc/systemd/system/default.target"
+VENDOR_DEFAULT_TARGET = "/lib/systemd/system/default.target"  # when the admin set none
 SYSTEM_FILES = {
     "hostname": "/etc/hostname",
     "hosts": "/etc/hosts",
@@ -66,7 +68,9 @@ def script(probe: Probe) -> str:
         f"echo '{MARK} boot_id'; cat /proc/sys/kernel/random/boot_id",
         f"echo '{MARK} passwd'; getent passwd",
         f"echo '{MARK} group'; getent group",
-        f"echo '{MARK} target'; systemctl get-default 2>/dev/null || echo {ABSENT}",
+        # What `systemctl get-default` prints, without its round trip to systemd.
+        f"echo '{MARK} target'; t=$(readlink -e {DEFAULT_TARGET} || readlink -e "
+        f"{VENDOR_DEFAULT_TARGET}) && basename \"$t\" || echo {ABSENT}",
         f"echo '{MARK} localtime'; readlink /etc/localtime || echo {ABSENT}",
         f"echo '{MARK} host_keys'; cat /etc/ssh/ssh_host_*_key.pub 2>/dev/null",
         # Bytes, not text: fstab is rewritten byte for byte, whatever its encoding.
@@ -95,13 +99,12 @@ def script(probe: Probe) -> str:
     for path in probe.files:
         parts.append(_file(f"file {path}", shlex.quote(path)))
         parts.append(_stat(f"file_stat {path}", shlex.quote(path)))
-    for unit in probe.units:
-        quoted = shlex.quote(unit)
-        parts.append(f"echo {shlex.quote(f'{MARK} unit {unit}')}; "
-                     # An empty answer (no such unit) would shift the two words: say "absent".
-                     f"e=$(systemctl is-enabled {quoted} 2>/dev/null); "
-                     f"a=$(systemctl is-active {quoted} 2>/dev/null); "
-                     'echo "${e:-absent} ${a:-absent}"')
+    if probe.units:
+        # One `systemctl show` for every unit: each systemctl call costs a node ~10 ms of CPU.
+        names = " ".join(shlex.quote(u) for u in probe.units)
+        parts.append(f"echo '{MARK} units'; echo {shlex.quote(' '.join(probe.units))}; "
+                     f"systemctl show -p LoadState -p UnitFileState -p ActiveState -- {names} "
+                     "2>/dev/null; true")
     for path in probe.directories:
         parts.append(_stat(f"directory {path}", shlex.quote(path)))
     if probe.exists:
@@ -203,6 +206,31 @@ def sections(lines: list[str]) -> dict[str, list[str]]:
     return found
 
 
+def units(body: list[str]) -> dict[str, tuple[str, str]]:
+    """`systemctl show`'s blocks, one per unit named on the first line -> (enabled, active).
+
+    A unit systemd does not know, or no answer at all (no systemd), reads as absent.
+    """
+    if not body:
+        return {}
+    blocks: list[dict[str, str]] = [{}]
+    for line in body[1:]:
+        if not line:
+            blocks.append({})
+        else:
+            key, _, value = line.partition("=")
+            blocks[-1][key] = value
+    found = {}
+    for index, name in enumerate(body[0].split()):
+        block = blocks[index] if index < len(blocks) else {}
+        if block.get("LoadState", "not-found") == "not-found":
+            found[name] = ("absent", "absent")
+        else:
+            found[name] = (block.get("UnitFileState") or "absent",
+                           block.get("ActiveState") or "absent")
+    return found
+
+
 def parse(lines: list[str]) -> Observed:
     """The script's output -> Observed."""
     found = sections(lines)
@@ -227,6 +255,7 @@ def parse(lines: list[str]) -> Observed:
         if len(fields) >= 4:
             members = tuple(m for m in fields[3].split(",") if m)
             observed.groups[fields[0]] = Group(fields[0], int(fields[2]), members)
+    observed.units = units(found.get("units", []))
     for line in found.get("packages", []):
         name, _, status = line.partition(" ")
         observed.packages[name] = status.startswith("ii")
@@ -241,9 +270,6 @@ def parse(lines: list[str]) -> Observed:
             observed.stats[rest] = Stat.parse(value)
         elif kind in ("authorized_keys", "cluster_key", "sudoers"):
             observed.user_files[(kind, rest)] = _decode(value)
-        elif kind == "unit":
-            enabled, _, active = value.partition(" ")
-            observed.units[rest] = (enabled, active)
         elif kind == "digest":
             observed.digests[rest] = None if value == ABSENT else value
         elif kind == "password":
