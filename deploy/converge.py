@@ -11,26 +11,30 @@ import contextlib
 import logging
 import multiprocessing
 import re
+import shlex
 import socket
+import subprocess
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from io import StringIO
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from picl.deploy import confirm, github, keys
 from picl.deploy.changes import Change, Guard, NodePlan, Step
 from picl.deploy.connection import Connection
 from picl.deploy.plan import Plan, plan_node, probe
 from picl.deploy.view import ClusterFacts
-from picl.facts.node import NodeState, Observed, Probe
+from picl.facts.node import Observed, Probe, parse, script
 from picl.spec import Cluster, Node
 
 READ_TIMEOUT = 60  # seconds for a node to answer the plan's one command
+SSH_FAILED = 255  # ssh's own exit status: no session (the fact's script always exits 0)
 APPLY_TIMEOUT = 1800  # an apt install on a slow SD card takes minutes, not hours
 
 T = TypeVar("T")
@@ -113,17 +117,41 @@ def _last(logs: list[str]) -> str:
 
 
 def read_node(node: Node, what: Probe, connection: Connection) -> Observed:
-    """The node's state, in one command over one connection."""
-    from pyinfra.api.connect import disconnect_all
+    """The node's state: the NodeState fact's one command, over the node's shared connection.
 
-    state, host, logs = _session(node, connection)
-    try:
-        observed = host.get_fact(NodeState, probe=what)
-    finally:
-        disconnect_all(state)
-    if not isinstance(observed, Observed):
-        raise NodeFailure("cannot read its state: " + (_last(logs) or "no output"))
-    return observed
+    Run with OpenSSH rather than through pyinfra: a plan, the apply after it and the next plan
+    reuse one connection per node (see deploy.connection), where pyinfra opens one each time.
+    """
+    argv = connection.ssh_argv(str(node.address), f"sh -c {shlex.quote(script(what))}",
+                               shared=True)
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, errors="replace") as proc:
+        try:
+            out, err = proc.communicate(timeout=READ_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            # Not waiting for the output to end: the shared connection would hold it open.
+            proc.kill()
+            raise NodeFailure(f"no answer within {READ_TIMEOUT}s") from None
+    said = " ".join(err.strip().splitlines()[-1:]).removeprefix("ssh: ")
+    if proc.returncode == SSH_FAILED:
+        raise Unreachable("unreachable: " + (said or "cannot connect over SSH"))
+    if proc.returncode != 0:
+        raise NodeFailure(f"cannot read its state: {said or f'exit {proc.returncode}'}")
+    return parse(out.splitlines())
+
+
+def read_nodes(items: dict[str, tuple[Node, Probe]], connection: Connection) -> Iterator[Outcome]:
+    """Read every node at once (a thread each, waiting on its ssh); yield outcomes as they come."""
+    def one(name: str) -> Outcome:
+        started = time.monotonic()
+        try:
+            observed = read_node(*items[name], connection)
+        except NodeFailure as exc:
+            return Outcome(name, False, error=str(exc), seconds=time.monotonic() - started)
+        return Outcome(name, True, value=observed, seconds=time.monotonic() - started)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
+        yield from pool.map(one, items)
 
 
 def _fresh(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -202,8 +230,9 @@ def in_parallel(work: Callable[[T], Any], items: dict[str, T], timeout: float) -
                 pipe.close()
                 yield Outcome(name, False, error=f"no answer within {timeout:.0f}s")
             return
-        for pipe in ready:
-            name, process = running.pop(pipe)  # type: ignore[arg-type]
+        for answered in ready:
+            pipe = cast(Pipe, answered)  # wait() returns the pipes it was given
+            name, process = running.pop(pipe)
             try:
                 status, value, seconds = pipe.recv()
             except EOFError:
@@ -253,10 +282,8 @@ def make_plan(target: Target) -> Plan:
         plan.warnings.append("no secrets file: Wi-Fi is left as it is on the nodes")
 
     errors: dict[str, str] = {}
-    nodes = {node.name: node for node in cluster.nodes}
-    import pyinfra.api.connect  # noqa: F401 - once here, not once per forked worker
-    work = _reader(cluster, target.connection, shared)
-    for outcome in in_parallel(work, nodes, READ_TIMEOUT):
+    items = {node.name: (node, probe(cluster, node, shared)) for node in cluster.nodes}
+    for outcome in read_nodes(items, target.connection):
         if outcome.ok:
             shared.observed[outcome.node] = outcome.value
         else:
@@ -267,11 +294,6 @@ def make_plan(target: Target) -> Plan:
         else:
             plan.nodes.append(plan_node(cluster, node, shared.observed[node.name], shared))
     return plan
-
-
-def _reader(cluster: Cluster, connection: Connection,
-            shared: ClusterFacts) -> Callable[[Node], Observed]:
-    return lambda node: read_node(node, probe(cluster, node, shared), connection)
 
 
 def steps_of(changes: list[Change]) -> list[Step]:

@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 SETTLE = 0.2  # seconds to gather the events of one push (a ref and its reflog, packed-refs)
 RECONNECT = 5.0  # seconds between attempts to open a session to a node out of reach
-# A node that loses power sends nothing: keepalives notice within 3 x 5 s.
-KEEPALIVE = ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
 # Prints the boot id, then holds the session until the agent's end closes it.
 FOLLOW = "cat /proc/sys/kernel/random/boot_id && exec cat >/dev/null"
 
@@ -136,8 +134,8 @@ class Session:
     """One idle SSH session to a node, held open to notice the node going away."""
 
     def __init__(self, connection: Connection, address: str):
-        argv = connection.ssh_argv(address, FOLLOW)
-        self.argv = [argv[0], *KEEPALIVE, *argv[1:]]
+        # A node that loses power sends nothing: ssh's keepalives notice within 15 s.
+        self.argv = connection.ssh_argv(address, FOLLOW)
         self.proc: subprocess.Popen[str] | None = None
 
     def open(self) -> str | None:

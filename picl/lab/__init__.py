@@ -202,6 +202,7 @@ def down(name: str) -> bool:
             for namespace in _namespaces_of_unknown(name):
                 network.remove(namespace)
         _remove_tree(STATE / name)
+        shutil.rmtree(ssh.control_dir(name), ignore_errors=True)  # its processes are gone
         node.remove_cgroups(f"{CGROUP_TOP}/{name}")
     (LOCKS / f"{name}.lock").unlink(missing_ok=True)
     if not lab_names():

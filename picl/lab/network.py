@@ -7,8 +7,10 @@ with the same addresses never meet.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 
 from picl.lab import host
 from picl.lab.blueprint import BRIDGE, NETNS, Blueprint, NodeBlueprint
@@ -83,6 +85,11 @@ def remove(namespace: str) -> None:
     """Delete a namespace (its veths go with it once no process holds it)."""
     path = NETNS / namespace
     if exists(namespace):
+        # What still runs in it (shared SSH connections kept open for a minute) goes too.
+        pids = host.run(["ip", "netns", "pids", namespace]).stdout.split()
+        for pid in set(pids) - {str(os.getpid()), str(os.getppid())}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGTERM)
         host.run(["ip", "netns", "delete", namespace])
         log.info("removed network namespace %s", namespace)
     elif path.is_file():

@@ -29,6 +29,7 @@ Host *
     ConnectTimeout 5
     LogLevel ERROR
 """
+CONTROL = Path("/run/picl/lab")  # under it, each lab's shared SSH connections
 # `ssh` and `scp` found first on PATH inside the lab, so that `ssh ADDRESS` and
 # `git push ssh://root@ADDRESS/...` use the lab's key and known_hosts without options.
 WRAPPER = '#!/bin/sh\nexec /usr/bin/{tool} -F {config} "$@"\n'
@@ -36,6 +37,11 @@ WRAPPER = '#!/bin/sh\nexec /usr/bin/{tool} -F {config} "$@"\n'
 
 def directory(lab: Blueprint) -> Path:
     return lab.dir / "ssh"
+
+
+def control_dir(name: str) -> Path:
+    """The lab's shared SSH connections (short: a socket's whole path fits in 107 bytes)."""
+    return CONTROL / name
 
 
 def key_path(lab: Blueprint) -> Path:
@@ -87,6 +93,7 @@ def environment(lab: Blueprint) -> dict[str, str]:
         PICL_SSH_KEY=str(key_path(lab)),
         PICL_KNOWN_HOSTS=str(known_hosts_path(lab)),
         PICL_SSH_CONFIG=str(config_path(lab)),
+        PICL_SSH_CONTROL=str(control_dir(lab.name)),
         PATH=f"{bin_dir(lab)}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
     )
     env.pop("GIT_SSH_COMMAND", None)  # would bypass the wrapper
