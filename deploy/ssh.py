@@ -40,7 +40,7 @@ def _ssh_dir(user: User) -> str:
 def _authorized_keys(view: NodeView, user: User) -> Iterator[Change]:
     accounts = view.observed.accounts
     owner = user.name
-    if owner not in accounts and user.rename_from in accounts:
+    if owner not in accounts and user.rename_from and user.rename_from in accounts:
         owner = user.rename_from  # its home becomes the user's: so do its keys
     current = view.observed.user_files.get(("authorized_keys", owner))
     have = block_lines(current)

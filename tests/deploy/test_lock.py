@@ -11,9 +11,9 @@ from picl.errors import PiclError
 
 
 def test_a_second_converge_of_the_same_cluster_is_refused(tmp_path: Path) -> None:
-    with converging("arrakis", tmp_path), pytest.raises(PiclError, match="another apply"):
-        with converging("arrakis", tmp_path):
-            pass
+    with (converging("arrakis", tmp_path), pytest.raises(PiclError, match="another apply"),
+          converging("arrakis", tmp_path)):
+        pass
 
 
 def test_other_clusters_and_labs_converge_side_by_side(tmp_path: Path,
