@@ -42,8 +42,8 @@ demo: setup
 
 bench: setup
 	$(BIN)/python bench/lab.py
-	$(BIN)/python bench/converge.py
+	$(BIN)/python bench/compare.py
 
 clean:
 	-$(PICL) lab down --all
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) .venv-bench build dist *.egg-info
