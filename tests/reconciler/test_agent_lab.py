@@ -8,7 +8,11 @@ primary to say what happened; the nodes are then checked as they are.
 from __future__ import annotations
 
 import json
+import math
+import re
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from picl.reconciler.leds.frames import PATTERNS
 from tests.conftest import SPEC, Lab, running_lab, session_lab_name
 from tests.reconciler.conftest import keygen
 
@@ -155,7 +160,8 @@ def test_a_push_converges_every_node(cluster: Cluster, first: str) -> None:
     assert shells(cluster) == {"/bin/sh"}
     assert [n["state"] for n in status["nodes"]] == ["converged"] * 3
     assert condition(status, "Ready")[:2] == ("True", "ReconciliationSucceeded")
-    assert cluster.history()[-1]["trigger"] == "push"
+    (applied,) = [c for c in cluster.history() if c["revision"] == sha and c["outcome"] == "applied"]
+    assert applied["trigger"] == "push"
     record = json.loads(cluster.ssh("node0", "cat /run/picl/leds.json"))
     assert record["nodes"] == ["converged"] * 3
 
@@ -237,6 +243,103 @@ def test_report_mode_only_records_drift(cluster: Cluster, first: str) -> None:
     enforce = cluster.commit(lab_spec(), "enforce again")
     cluster.push()
     cluster.applied(enforce)
+    assert "rogue" not in cluster.ssh("node2", "cat /etc/hosts")
+
+
+class Strip:
+    """`picl --lab leds show --backend terminal` running, its frames decoded as they come.
+
+    Each frame is a line of 8 true-colour blocks; in status mode the primary's pixel i is node
+    i, so a frame reads as one state per node (None: dark at that moment of its rhythm).
+    """
+
+    PIXEL = re.compile(r"\x1b\[38;2;(\d+);(\d+);(\d+)m(\u2588\u2588|\u2591\u2591)")
+    BY_COLOUR = {p.colour: state for state, p in PATTERNS.items() if state != "unknown"}
+
+    def __init__(self, cluster: Cluster):
+        from picl.lab import exec_argv
+
+        # `picl --lab` itself, as a person types it, inside the lab's network.
+        argv, env = exec_argv(cluster.lab.name, [sys.executable, "-c",
+                              "from picl.cli import main; main()", "--secrets",
+                              str(cluster.secrets), "--lab", "leds", "show", "--backend",
+                              "terminal"])
+        env.update(PICL_SPEC=str(cluster.lab.spec), PICL_LAB_NAME=cluster.lab.name)
+        env.pop("PICL_IN_LAB")
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.frames: list[tuple[str | None, ...]] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            pixels = self.PIXEL.findall(line)
+            if len(pixels) == 8:
+                self.frames.append(tuple(
+                    None if block == "\u2591\u2591" else self.state((int(r), int(g), int(b)))
+                    for r, g, b, block in pixels))
+
+    @classmethod
+    def state(cls, rgb: tuple[int, int, int]) -> str:
+        """The state whose colour this is, dimmed or not: the nearest in direction."""
+        def cosine(colour: tuple[int, int, int]) -> float:
+            dot = sum(a * b for a, b in zip(colour, rgb, strict=True))
+            return dot / (math.hypot(*colour) * math.hypot(*rgb) or 1)
+
+        return cls.BY_COLOUR[max(cls.BY_COLOUR, key=cosine)]
+
+    def wait(self, what: str, nodes: tuple[str | None, ...], since: int = 0,
+             timeout: float = WAIT) -> int:
+        """The index of the first frame from `since` whose first pixels are `nodes` (bounded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for index in range(since, len(self.frames)):
+                if self.frames[index][:len(nodes)] == nodes:
+                    return index
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                seen = sorted({f[:len(nodes)] for f in self.frames[since:]}, key=str)
+                raise AssertionError(f"the strip never showed {what} {nodes}; it showed {seen}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.reader.join(timeout=10)
+
+
+def test_the_primary_strip_follows_apply_drift_and_a_bad_commit(cluster: Cluster,
+                                                                first: str) -> None:
+    strip = Strip(cluster)
+    try:
+        calm = strip.wait("a converged cluster", ("converged",) * 3)
+        shell = "/bin/sh" if shells(cluster) == {"/bin/bash"} else "/bin/bash"  # a change
+        sha = cluster.commit(lab_spec(shell=shell), f"federico: {shell}, seen on the LEDs")
+        cluster.push()
+        applying = strip.wait("the push applying", ("applying",) * 3, since=calm)
+        cluster.applied(sha)
+        done = strip.wait("the push converged", ("converged",) * 3, since=applying)
+
+        report = cluster.commit(lab_spec(shell=shell, mode="report"), "report only")
+        cluster.push()
+        cluster.applied(report)
+        cluster.ssh("node2", "sed -i '/^# END picl/i 10.1.10.96 rogue' /etc/hosts")
+        cluster.picl("agent", "reconcile", "--no-wait")
+        drifted = strip.wait("node2 drifted", ("converged", "converged", "drifted"), since=done)
+
+        bad = cluster.commit(lab_spec(mode="report").replace("uid = 1000", 'uid = "one"'),
+                             "a typo")
+        cluster.push()
+        stalled = strip.wait("a bad commit", ("stalled",) * 3, since=drifted)
+        assert cluster.status()["revision"]["observed"] == bad
+
+        good = cluster.commit(lab_spec(), "fixed, enforced")
+        cluster.push()
+        cluster.applied(good)
+        strip.wait("repaired", ("converged",) * 3, since=stalled)
+    finally:
+        strip.close()
     assert "rogue" not in cluster.ssh("node2", "cat /etc/hosts")
 
 
