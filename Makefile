@@ -40,9 +40,15 @@ docs: setup
 demo: setup
 	./demo.sh
 
+# Every figure in docs/benchmarks.md, from nothing: about 45 minutes on 2 cores. The lab's own
+# benchmark (bench/lab.py: image build, up and down) runs apart: it empties the image cache.
+BENCH_COMPARE ?= --nodes 3 10 30 --runs 3 --converge-runs 2
 bench: setup
-	$(BIN)/python bench/lab.py
-	$(BIN)/python bench/compare.py
+	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/compare.py $(BENCH_COMPARE)
+	$(BIN)/python bench/scaling.py
+	$(BIN)/python bench/agent.py
+	.venv-bench/bin/python bench/report.py
 
 clean:
 	-$(PICL) lab down --all

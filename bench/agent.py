@@ -1,13 +1,16 @@
 """Benchmark: the agent's push-to-converged latency, and what it costs idle on the primary.
 
-    .venv/bin/python bench/agent.py [--runs 10] [--out bench/results/agent.md]
+    .venv/bin/python bench/agent.py [--runs 10] [--out bench/results/agent.json]
 
 A lab of the reference cluster (no GitHub keys: the lab has no uplink), the agent installed
 with `picl --lab agent install`, a first push converged. Then each run commits a change to a
 user (federico's shell, on every node), pushes it to the primary and, from inside the lab,
 waits on the primary until the agent's status says that revision is applied: the time from
 the push returning to that. Last, the agent idle for two minutes: CPU used by it and its
-children (the idle SSH sessions, git), and their memory.
+children (the idle SSH sessions, git), and their memory: the service's cgroup. Writes:
+
+    {"machine": {...}, "nodes": 3, "push_to_converged_s": [...], "cycle_s": [...],
+     "idle": {"seconds", "cpu_s", "rss_kib" (the agent), "rss_all_kib" (with children)}}
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
-from common import PICL, REPO, machine_text  # bench/common.py
+from common import PICL, REPO, machine  # bench/common.py
 
 URL = "ssh://root@10.1.10.240/srv/picl/cluster.git"
 LAB = "agentbench"
@@ -37,14 +41,17 @@ ssh 10.1.10.240 "until grep -q '\"applied\": \"$sha\"' /var/lib/picl/status.json
 t2=$(date +%s.%N)
 echo "$t1 $t2"
 """
-# On the primary: CPU ticks and memory of the agent and its children over two idle minutes.
+# On the primary: CPU and memory of every process of the agent's service (its cgroup: the
+# agent, its SSH sessions and their shared connections, git) over an idle while.
+IDLE_SECONDS = 120
 IDLE = r"""
 pid=$(systemctl show -p MainPID --value picl-agent)
-ticks() { s=0; for p in $pid $(ps -o pid= --ppid $pid); do
-  v=$(awk '{print $14+$15+$16+$17}' /proc/$p/stat); s=$((s+v)); done; echo $s; }
-a=$(ticks); sleep 120; b=$(ticks)
-echo "$((b-a)) $(getconf CLK_TCK) $(awk '/VmRSS/ {print $2}' /proc/$pid/status) \
-$(ps -o rss= -p $pid --ppid $pid | awk '{s+=$1} END {print s}')"
+cg=/sys/fs/cgroup$(awk -F: '$1 == "0" {print $3}' /proc/$pid/cgroup)
+usage() { awk '/^usage_usec/ {print $2}' $cg/cpu.stat; }
+a=$(usage); sleep __SECONDS__; b=$(usage)
+echo "$((b-a)) 1000000 $(awk '/VmRSS/ {print $2}' /proc/$pid/status) \
+$(for p in $(cat $cg/cgroup.procs); do awk '/VmRSS/ {print $2}' /proc/$p/status; done \
+  | awk '{s+=$1} END {print s}')"
 """
 
 
@@ -64,7 +71,7 @@ def git(repo: Path, *args: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "agent.md")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "agent.json")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="picl-bench-agent-") as tmp:
         root = Path(tmp)
@@ -101,37 +108,25 @@ def main() -> None:
                            env=env)
                 pushed, applied = (float(v) for v in out.split())
                 seconds.append(applied - pushed)
-            idle = picl("lab", "ssh", "node0", "--", IDLE, env=env).split()
+            idle = picl("lab", "ssh", "node0", "--", IDLE.replace("__SECONDS__", str(IDLE_SECONDS)),
+                        env=env).split()
             history = json.loads(picl("--lab", "history", "--json", env=env))["cycles"]
         finally:
             picl("lab", "down", env=env)
-    ticks, hz, rss, rss_all = (int(v) for v in idle)
+    used, per_second, rss, rss_all = (int(v) for v in idle)
     cycles = [c["finished"] - c["started"] for c in history[-options.runs:]]
-    report = [
-        "# The agent: push-to-converged latency, and its idle cost on the primary",
-        "",
-        f"Machine: {machine_text()}. Lab of the reference cluster (3 nodes). Produced by "
-        "`bench/agent.py`.",
-        "",
-        f"Push to converged ({options.runs} pushes, each changing a user on every node): from "
-        "`git push` returning to the agent's status naming the revision applied, read on the "
-        "primary.",
-        "",
-        "| measure | median s | min-max s |",
-        "|---|---:|---:|",
-        f"| push to converged | {statistics.median(seconds):.2f} | "
-        f"{min(seconds):.2f}-{max(seconds):.2f} |",
-        f"| the cycle alone (fetch, verify, load, plan, apply, record) | "
-        f"{statistics.median(cycles):.2f} | {min(cycles):.2f}-{max(cycles):.2f} |",
-        "",
-        f"Idle for 120 s: {ticks / hz:.2f} s of CPU ({100 * ticks / hz / 120:.3f}%) for the "
-        f"agent and its children; the agent's RSS {rss / 1024:.0f} MiB, "
-        f"{rss_all / 1024:.0f} MiB with its children (an idle SSH session per other node, "
-        "git's object readers).",
-        "",
-    ]
-    options.out.write_text("\n".join(report))
-    print("\n".join(report))
+    result = {
+        "machine": machine(),
+        "nodes": len(tomllib.loads((REPO / "cluster.toml").read_text())["nodes"]),
+        "push_to_converged_s": [round(s, 3) for s in seconds],
+        "cycle_s": [round(c, 3) for c in cycles],
+        "idle": {"seconds": IDLE_SECONDS, "cpu_s": used / per_second, "rss_kib": rss,
+                 "rss_all_kib": rss_all},
+    }
+    options.out.parent.mkdir(parents=True, exist_ok=True)
+    options.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"push to converged: median {statistics.median(seconds):.2f}s; idle CPU "
+          f"{used / per_second:.2f}s in {IDLE_SECONDS}s; {rss_all / 1024:.0f} MiB resident")
 
 
 if __name__ == "__main__":
