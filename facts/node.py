@@ -31,9 +31,9 @@ class Probe:
     secret_files: tuple[str, ...] = ()  # compared by digest: their content never leaves the node
 
 
-# Files read whole on every node, by section name.
 DEFAULT_TARGET = "/etc/systemd/system/default.target"
 VENDOR_DEFAULT_TARGET = "/lib/systemd/system/default.target"  # when the admin set none
+# Files read whole on every node, by section name.
 SYSTEM_FILES = {
     "hostname": "/etc/hostname",
     "hosts": "/etc/hosts",
