@@ -10,7 +10,8 @@ the push returning to that. Last, the agent idle for two minutes: CPU used by it
 children (the idle SSH sessions, git), and their memory: the service's cgroup. Writes:
 
     {"machine": {...}, "nodes": 3, "push_to_converged_s": [...], "cycle_s": [...],
-     "idle": {"seconds", "cpu_s", "rss_kib" (the agent), "rss_all_kib" (with children)}}
+     "idle": {"seconds", "cpu_s", "rss_kib" (the agent's resident memory),
+              "pss_all_kib" (every process of the service, shared pages counted once)}}
 """
 
 from __future__ import annotations
@@ -46,11 +47,13 @@ echo "$t1 $t2"
 IDLE_SECONDS = 120
 IDLE = r"""
 pid=$(systemctl show -p MainPID --value picl-agent)
-cg=/sys/fs/cgroup$(awk -F: '$1 == "0" {print $3}' /proc/$pid/cgroup)
+base=/sys/fs/cgroup; [ -d $base/unified ] && base=$base/unified  # a hybrid hierarchy's v2
+cg=$base$(awk -F: '$1 == "0" {print $3}' /proc/$pid/cgroup)
+[ -f $cg/cpu.stat ] || { echo "no cgroup v2 cpu.stat for picl-agent: $cg" >&2; exit 1; }
 usage() { awk '/^usage_usec/ {print $2}' $cg/cpu.stat; }
 a=$(usage); sleep __SECONDS__; b=$(usage)
 echo "$((b-a)) 1000000 $(awk '/VmRSS/ {print $2}' /proc/$pid/status) \
-$(for p in $(cat $cg/cgroup.procs); do awk '/VmRSS/ {print $2}' /proc/$p/status; done \
+$(for p in $(cat $cg/cgroup.procs); do awk '/^Pss:/ {print $2}' /proc/$p/smaps_rollup; done \
   | awk '{s+=$1} END {print s}')"
 """
 
@@ -113,7 +116,7 @@ def main() -> None:
             history = json.loads(picl("--lab", "history", "--json", env=env))["cycles"]
         finally:
             picl("lab", "down", env=env)
-    used, per_second, rss, rss_all = (int(v) for v in idle)
+    used, per_second, rss, pss_all = (int(v) for v in idle)
     cycles = [c["finished"] - c["started"] for c in history[-options.runs:]]
     result = {
         "machine": machine(),
@@ -121,12 +124,12 @@ def main() -> None:
         "push_to_converged_s": [round(s, 3) for s in seconds],
         "cycle_s": [round(c, 3) for c in cycles],
         "idle": {"seconds": IDLE_SECONDS, "cpu_s": used / per_second, "rss_kib": rss,
-                 "rss_all_kib": rss_all},
+                 "pss_all_kib": pss_all},
     }
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"push to converged: median {statistics.median(seconds):.2f}s; idle CPU "
-          f"{used / per_second:.2f}s in {IDLE_SECONDS}s; {rss_all / 1024:.0f} MiB resident")
+          f"{used / per_second:.2f}s in {IDLE_SECONDS}s; {pss_all / 1024:.0f} MiB in all")
 
 
 if __name__ == "__main__":

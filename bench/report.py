@@ -191,8 +191,10 @@ def agent_section(agent: dict[str, Any]) -> list[str]:
         f"{spread(cycle)} |", "",
         f"Idle for {idle['seconds']:.0f} s: {idle['cpu_s']:.2f} s of CPU "
         f"({100 * idle['cpu_s'] / idle['seconds']:.3f}% of a core) for the agent and its "
-        f"children; resident memory {idle['rss_kib'] / 1024:.0f} MiB for the agent, "
-        f"{idle['rss_all_kib'] / 1024:.0f} MiB with its children.",
+        f"children. Memory: the agent's resident set is {idle['rss_kib'] / 1024:.0f} MiB "
+        "(shared libraries counted whole); every process of its service together (the agent, "
+        "an idle SSH session per node and their shared connections, git), shared pages "
+        f"counted once, {idle['pss_all_kib'] / 1024:.0f} MiB.",
     ]
 
 
