@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from picl.facts.node import ABSENT, MARK, Probe, Stat, parse, script, sections
+from picl.facts.node import (
+    ABSENT,
+    MARK,
+    NodeState,
+    Observed,
+    Probe,
+    Stat,
+    parse,
+    script,
+    sections,
+)
 
 
 def b64(text: str) -> str:
@@ -107,3 +117,22 @@ def test_script_runs_here_and_reads_this_machine(tmp_path) -> None:
     assert "hunter22" not in out.stdout
     fstab = Path("/etc/fstab")
     assert observed.fstab == (fstab.read_bytes() if fstab.exists() else None)
+
+
+def test_node_state_is_a_pyinfra_fact_that_runs_through_pyinfra(tmp_path) -> None:
+    """picl reads nodes with the script over OpenSSH; the same fact serves a pyinfra deploy."""
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.api.connect import connect_all, disconnect_all
+
+    managed = tmp_path / "motd"
+    managed.write_text("the spice must flow\n")
+    state = State(Inventory((["@local"], {})), Config())
+    connect_all(state)
+    try:
+        (host,) = state.inventory
+        observed = host.get_fact(NodeState, probe=Probe(files=(str(managed),)))
+    finally:
+        disconnect_all(state)
+    assert isinstance(observed, Observed)
+    assert observed.file(str(managed)) == "the spice must flow\n"
+    assert observed.accounts["root"].uid == 0
