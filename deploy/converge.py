@@ -11,13 +11,10 @@ import contextlib
 import logging
 import multiprocessing
 import re
-import shlex
 import socket
-import subprocess
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from io import StringIO
 from multiprocessing.connection import Connection as Pipe
@@ -29,12 +26,12 @@ from picl.deploy import confirm, github, keys
 from picl.deploy.changes import Change, Guard, NodePlan, Step
 from picl.deploy.connection import Connection
 from picl.deploy.plan import Plan, plan_node, probe
+from picl.deploy.remote import ask
 from picl.deploy.view import ClusterFacts
-from picl.facts.node import Observed, Probe, parse, script
+from picl.facts.node import Probe, parse, script
 from picl.spec import Cluster, Node
 
 READ_TIMEOUT = 60  # seconds for a node to answer the plan's one command
-SSH_FAILED = 255  # ssh's own exit status: no session (the fact's script always exits 0)
 APPLY_TIMEOUT = 1800  # an apt install on a slow SD card takes minutes, not hours
 
 T = TypeVar("T")
@@ -116,42 +113,24 @@ def _last(logs: list[str]) -> str:
     return "; ".join(said[-3:])
 
 
-def read_node(node: Node, what: Probe, connection: Connection) -> Observed:
-    """The node's state: the NodeState fact's one command, over the node's shared connection.
-
-    Run with OpenSSH rather than through pyinfra: a plan, the apply after it and the next plan
-    reuse one connection per node (see deploy.connection), where pyinfra opens one each time.
-    """
-    argv = connection.ssh_argv(str(node.address), f"sh -c {shlex.quote(script(what))}",
-                               shared=True)
-    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, errors="replace") as proc:
-        try:
-            out, err = proc.communicate(timeout=READ_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            # Not waiting for the output to end: the shared connection would hold it open.
-            proc.kill()
-            raise NodeFailure(f"no answer within {READ_TIMEOUT}s") from None
-    said = " ".join(err.strip().splitlines()[-1:]).removeprefix("ssh: ")
-    if proc.returncode == SSH_FAILED:
-        raise Unreachable("unreachable: " + (said or "cannot connect over SSH"))
-    if proc.returncode != 0:
-        raise NodeFailure(f"cannot read its state: {said or f'exit {proc.returncode}'}")
-    return parse(out.splitlines())
-
-
 def read_nodes(items: dict[str, tuple[Node, Probe]], connection: Connection) -> Iterator[Outcome]:
-    """Read every node at once (a thread each, waiting on its ssh); yield outcomes as they come."""
-    def one(name: str) -> Outcome:
-        started = time.monotonic()
-        try:
-            observed = read_node(*items[name], connection)
-        except NodeFailure as exc:
-            return Outcome(name, False, error=str(exc), seconds=time.monotonic() - started)
-        return Outcome(name, True, value=observed, seconds=time.monotonic() - started)
+    """Every node's state, read at once: the NodeState fact's one command per node.
 
-    with ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
-        yield from pool.map(one, items)
+    Run with OpenSSH (deploy.remote) rather than through pyinfra: a plan, the apply after it
+    and the next plan reuse one connection per node (see deploy.connection).
+    """
+    commands = {name: (str(node.address), script(what)) for name, (node, what) in items.items()}
+    for reply in ask(commands, connection, READ_TIMEOUT, shared=True):
+        if reply.ok:
+            yield Outcome(reply.node, True, value=parse(reply.stdout.splitlines()),
+                          seconds=reply.seconds)
+        elif reply.error.startswith("ssh:"):  # no session: nothing ran there
+            yield Outcome(reply.node, False, error="unreachable: " +
+                          reply.error.removeprefix("ssh:").strip(), seconds=reply.seconds)
+        else:
+            said = reply.error or " ".join(reply.stderr.strip().splitlines()[-1:])
+            yield Outcome(reply.node, False, error=f"cannot read its state: "
+                          f"{said or f'exit {reply.status}'}", seconds=reply.seconds)
 
 
 def _fresh(arguments: dict[str, Any]) -> dict[str, Any]:

@@ -88,7 +88,10 @@ def _collect(
             out, err = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, err = proc.communicate(timeout=REMOTE_GRACE)
+            try:
+                out, err = proc.communicate(timeout=REMOTE_GRACE)
+            except subprocess.TimeoutExpired:  # a shared connection holds the output open
+                out, err = "", ""
             reply = _reply(name, 0, out or "", err or "", time.monotonic() - started, True)
             ran = not reply.error  # its marker came back: the node answered, the command hung
             reply.status, reply.error = None, (f"still running after {timeout:g}s: stopped" if ran
@@ -120,11 +123,13 @@ def _reply(name: str, status: int, out: str, err: str, seconds: float, marked: b
 
 
 def ask(
-    commands: dict[str, tuple[str, str]], connection: Connection, timeout: float
+    commands: dict[str, tuple[str, str]], connection: Connection, timeout: float,
+    shared: bool = False,
 ) -> Generator[Reply, None, None]:
     """Run remote shell text on every node at once; yield each reply as it comes.
 
-    `commands` maps a node's name to its (address, remote shell text).
+    `commands` maps a node's name to its (address, remote shell text); `shared`: over each
+    node's shared connection (see deploy.connection).
 
     With text from `as_user`, a reply's `status` is the command's own; with other text, ssh's
     (where 255 is taken as "could not connect").
@@ -138,7 +143,8 @@ def ask(
             marked = STARTED in remote  # text from `as_user`
             proc = subprocess.Popen(
                 # sh whatever the login shell is: the text is POSIX shell.
-                connection.ssh_argv(address, ["sh", "-c", remote]), stdin=subprocess.DEVNULL,
+                connection.ssh_argv(address, ["sh", "-c", remote], shared),
+                stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
             )  # fmt: skip
             running.append(proc)

@@ -4,7 +4,7 @@ pyinfra's own facts cost a command each; a no-op plan of the whole spec would co
 round trips per node. `NodeState` is one pyinfra fact whose command prints every section picl
 compares (files as base64, so no content can be mistaken for a section marker), and whose
 `process` parses them into an `Observed` node. picl's plan runs the same `script` over a shared
-OpenSSH connection and `parse`s it (deploy.converge.read_node); a pyinfra deploy uses the fact.
+OpenSSH connection and `parse`s it (deploy.converge.read_nodes); a pyinfra deploy uses the fact.
 """
 
 from __future__ import annotations
