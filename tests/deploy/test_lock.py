@@ -1,13 +1,53 @@
-"""The converge lock: one apply at a time per cluster, whoever starts it."""
+"""The converge lock: one apply at a time per cluster, whoever starts it, and root's alone.
+
+The attacks are real: a directory like /run/lock (world-writable, sticky), a user `nobody`
+preparing traps in it (setpriv), root's converge walking into them.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from picl.deploy.lock import converging
 from picl.errors import PiclError
+from tests.conftest import SPEC
+
+NOBODY = 65534
+VICTIM = "root:$6$not-a-real-hash:19000:0:99999:7:::\n"
+
+
+def as_nobody(*argv: str, env: dict[str, str] | None = None,
+              read_anything: bool = False) -> subprocess.CompletedProcess[str]:
+    """`argv` as the user nobody; `read_anything` lets it read (never write) root's files,
+    for an interpreter that lives under /root."""
+    caps = ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"] \
+        if read_anything else []
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                           *caps, "--", *argv], capture_output=True, text=True, timeout=120,
+                          env=env, stdin=subprocess.DEVNULL)
+
+
+def refused(directory: Path, why: str) -> None:
+    with pytest.raises(PiclError, match=why), converging("arrakis", directory):
+        pass
+
+
+@pytest.fixture
+def run_lock() -> Iterator[Path]:
+    """A directory like /run/lock: anyone may make things in it (mode 1777)."""
+    shared = Path(tempfile.mkdtemp(prefix="picl-run-lock-"))
+    shared.chmod(0o1777)
+    yield shared
+    shutil.rmtree(shared)
 
 
 def test_a_second_converge_of_the_same_cluster_is_refused(tmp_path: Path) -> None:
@@ -29,3 +69,118 @@ def test_the_lock_is_free_again_after_use(tmp_path: Path) -> None:
         pass
     with converging("arrakis", tmp_path):
         pass
+
+
+def test_the_directory_is_roots_alone_whatever_the_umask(run_lock: Path) -> None:
+    directory = run_lock / "picl"
+    old = os.umask(0)
+    try:
+        with converging("arrakis", directory):
+            pass
+    finally:
+        os.umask(old)
+    info, lock = directory.stat(), (directory / "arrakis.lock").stat()
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o700)
+    assert (lock.st_uid, stat.S_IMODE(lock.st_mode)) == (0, 0o600)
+
+
+def test_the_env_moves_the_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PICL_LOCK_DIR", str(tmp_path / "lock"))
+    with converging("arrakis"):
+        assert (tmp_path / "lock" / "arrakis.lock").is_file()
+
+
+def test_no_other_user_can_hold_the_lock(run_lock: Path) -> None:
+    # Before, the directory was 0755 and the file 0644: `flock FILE sleep infinity` by any
+    # user kept the agent and every apply out.
+    directory = run_lock / "picl"
+    with converging("arrakis", directory):
+        pass
+    held = as_nobody("flock", "-n", str(directory / "arrakis.lock"), "true")
+    assert held.returncode != 0 and "Permission denied" in held.stderr
+    with converging("arrakis", directory):
+        pass
+
+
+def test_a_lock_file_linked_to_a_victim_is_refused_and_the_victim_untouched(
+        run_lock: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "shadow"
+    victim.write_text(VICTIM)
+    directory = run_lock / "picl"
+    directory.mkdir(mode=0o700)
+    (directory / "arrakis.lock").symlink_to(victim)
+    refused(directory, r"arrakis.lock: a symbolic link; .* remove it")
+    assert victim.read_text() == VICTIM
+
+
+def test_a_directory_another_user_made_first_is_refused(run_lock: Path, tmp_path: Path) -> None:
+    # nobody gets there before root (after a boot, /run/lock is empty) and lays a trap.
+    victim = tmp_path / "shadow"
+    victim.write_text(VICTIM)
+    victim.chmod(0o644)
+    tmp_path.chmod(0o755)
+    directory = run_lock / "picl"
+    laid = as_nobody("sh", "-c", f"mkdir -m 777 {directory} && "
+                                 f"ln -s {victim} {directory}/arrakis.lock")
+    assert laid.returncode == 0, laid.stderr
+    refused(directory, rf"{directory}: owned by uid {NOBODY}, not root")
+    assert victim.read_text() == VICTIM
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o702, 0o1777])
+def test_a_directory_others_may_write_in_is_refused(run_lock: Path, mode: int) -> None:
+    directory = run_lock / "picl"
+    directory.mkdir()
+    directory.chmod(mode)
+    refused(directory, rf"mode {mode & 0o7777:04o}: others may write in it")
+    assert not (directory / "arrakis.lock").exists()
+
+
+def test_a_symlinked_directory_is_refused(run_lock: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    (run_lock / "picl").symlink_to(elsewhere)
+    refused(run_lock / "picl", "picl: a symbolic link")
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda p: os.chown(p.touch() or p, NOBODY, NOBODY), f"owned by uid {NOBODY}, not root"),
+    (lambda p: os.link(p.parent.parent / "other", p), "2 names for one file"),
+    (lambda p: os.mkfifo(p), "not a regular file"),
+    (lambda p: p.mkdir(), "not a regular file"),
+])
+def test_a_lock_file_that_is_not_roots_own_is_refused(run_lock: Path, make, why: str) -> None:  # noqa: ANN001
+    directory = run_lock / "picl"
+    directory.mkdir(mode=0o700)
+    (run_lock / "other").write_text(VICTIM)
+    make(directory / "arrakis.lock")
+    refused(directory, f"arrakis.lock: {why}")
+    assert (run_lock / "other").read_text() == VICTIM
+
+
+def test_what_an_older_picl_left_is_tightened(run_lock: Path) -> None:
+    directory = run_lock / "picl"
+    directory.mkdir()
+    directory.chmod(0o755)
+    (directory / "arrakis.lock").write_text("pid 7\n")
+    (directory / "arrakis.lock").chmod(0o644)
+    with converging("arrakis", directory):
+        pass
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((directory / "arrakis.lock").stat().st_mode) == 0o600
+
+
+def test_a_non_root_apply_says_to_use_sudo(run_lock: Path) -> None:
+    # Before, it was "internal error ... PermissionError" (or the lock went to ~/.cache).
+    env = {"PATH": os.environ["PATH"], "HOME": "/nonexistent",
+           "PICL_LOCK_DIR": str(run_lock / "picl")}
+    result = as_nobody(sys.executable, "-c", "from picl.cli import main; main()", "--spec",
+                       str(SPEC), "apply", "--yes", env=env,
+                       read_anything=True)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"arrakis: converging needs root (the converge lock in {run_lock}/picl is root's, "
+        "shared with the agent): run it with sudo, as `sudo picl apply`")
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert not (run_lock / "picl").exists()
