@@ -4,21 +4,81 @@ The lock is a file in a directory only root may enter (`/run/lock/picl`, 0700): 
 can hold the lock, read it, or point it at another file. Anything else found there (a
 directory someone else made or may write in, a symbolic link, a file not root's) is refused,
 never followed or truncated.
+
+Whoever holds the lock writes into the file what it is doing (`Holder`: what, pid, host, since
+when, which revision), so that whoever finds it taken can say who holds it. A second converge
+waits for the lock a bounded time (`wait`), then fails saying who holds it.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import socket
 import stat
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from picl.errors import PiclError
 
 LOCK_DIR_ENV = "PICL_LOCK_DIR"
 DEFAULT_LOCK_DIR = Path("/run/lock/picl")
+POLL = 0.5  # seconds between two tries while waiting for the lock
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a converge lock, as its holder wrote it into the lock file."""
+
+    what: str  # "picl apply by federico", "the agent's cycle 12 (push)"
+    pid: int
+    host: str
+    since: float
+    revision: str = ""  # what it converges to, when known
+
+    @classmethod
+    def read(cls, fd: int) -> Holder | None:
+        """The record in an open lock file; None when there is none (or half of one)."""
+        try:
+            data = json.loads(os.pread(fd, 4096, 0))
+            return cls(str(data["what"]), int(data["pid"]), str(data["host"]),
+                       float(data["since"]), str(data.get("revision") or ""))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def __str__(self) -> str:
+        revision = f", revision {self.revision}" if self.revision else ""
+        return (f"{self.what} (pid {self.pid} on {self.host}, since {moment(self.since)}"
+                f"{revision})")
+
+
+def moment(when: float) -> str:
+    """A time of day, with its date when it is not today's."""
+    same_day = time.localtime(when)[:3] == time.localtime()[:3]
+    return time.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S", time.localtime(when))
+
+
+def as_duration(seconds: float) -> str:
+    """Seconds as the command line takes them: 90 -> '1m30s'."""
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    text = "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (rest, "s")) if n)
+    return text or "0s"
+
+
+class LockHeld(PiclError):
+    """Someone else converges the cluster, and went on longer than we would wait."""
+
+    def __init__(self, cluster: str, holder: Holder | None, waited: float):
+        self.holder = holder
+        self.waited = waited
+        after = f" (waited {as_duration(waited)})" if waited else ""
+        super().__init__(f"{cluster}: the cluster is being converged by "
+                         f"{holder or 'another process'}{after}: one converge at a time")
 
 
 def lock_directory() -> Path:
@@ -86,10 +146,14 @@ def _open_lock(directory: Path, name: str) -> int:
 
 
 @contextmanager
-def converging(cluster: str, directory: Path | None = None) -> Iterator[None]:
-    """Hold the cluster's converge lock, or fail at once saying who holds it.
+def converging(cluster: str, what: str, revision: str = "", wait: float = 0,
+               waiting: Callable[[Holder | None], None] = lambda holder: None,
+               directory: Path | None = None) -> Iterator[Holder]:
+    """Hold the cluster's converge lock, saying in it `what` holds it and for which `revision`.
 
-    Only root converges: the lock is shared with the agent, which runs as root.
+    If another converge holds it, wait up to `wait` seconds (calling `waiting` once, with who
+    holds it), then raise LockHeld naming the holder. Only root converges: the lock is shared
+    with the agent, which runs as root.
     """
     directory = directory or lock_directory()
     if os.geteuid() != 0:
@@ -103,17 +167,33 @@ def converging(cluster: str, directory: Path | None = None) -> Iterator[None]:
         raise PiclError(f"{name!r}: not a lock file name")
     fd = _open_lock(directory, name)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
-            raise PiclError(f"{cluster}: another apply is running ({holder}); "
-                            "one at a time") from None
+        _take(fd, cluster, wait, waiting)
+        me = Holder(what, os.getpid(), socket.gethostname(), time.time(), revision)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, (json.dumps(asdict(me)) + "\n").encode(), 0)
         try:
-            yield
+            yield me
         finally:
             os.ftruncate(fd, 0)
     finally:
-        os.close(fd)
+        os.close(fd)  # and with it the lock
+
+
+def _take(fd: int, cluster: str, wait: float,
+          waiting: Callable[[Holder | None], None]) -> None:
+    """flock the file, trying again until `wait` seconds have passed."""
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            holder = Holder.read(fd)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LockHeld(cluster, holder, wait)
+        if not told:
+            waiting(holder)
+            told = True
+        time.sleep(min(POLL, left))

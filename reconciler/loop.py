@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from picl.deploy.connection import Connection
-from picl.deploy.lock import converging
+from picl.deploy.lock import LockHeld, converging
 from picl.errors import PiclError, SpecError
 from picl.reconciler import status as st
 from picl.reconciler import strips
@@ -266,11 +266,17 @@ class Reconciler:
         target = Target(cluster=cluster, connection=self.connection,
                         secrets_file=self.paths.secrets, spec_dir=self.paths.checkout,
                         led_service=strips.service_files(cluster, self.settings.led_backend))
+        cycle = self.status.cycle
+        what = f"the agent's cycle {cycle.number} ({cycle.trigger})" if cycle else "the agent"
         with ExitStack() as held:
+            # Never waits: a person's apply may sit at its prompt; the retry is the wait.
             try:
-                held.enter_context(converging(cluster.cluster.name))
-            except PiclError as exc:
+                held.enter_context(converging(cluster.cluster.name, what,
+                                              st.short(sha, self.settings.branch)))
+            except LockHeld as exc:
                 raise Waiting("LockHeld", str(exc)) from None
+            except PiclError as exc:
+                raise Waiting("LockRefused", str(exc)) from None
             started = time.monotonic()
             plan = make_plan(target)
             for warning in plan.warnings:

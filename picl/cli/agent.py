@@ -6,7 +6,6 @@ SSH (with `--lab`, the lab's).
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from picl.cli.env import Env
+from picl.cli.env import Env, person
 from picl.errors import PiclError
 from picl.exit import ExitStatus
 from picl.reconciler import control
@@ -71,11 +70,7 @@ def _uplink() -> Path | None:
 
 
 def _who() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
+    return f"{person()}@{socket.gethostname()}"
 
 
 def headline(status: Status) -> tuple[str, str, str]:

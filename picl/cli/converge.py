@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+from contextlib import ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
 
-from picl.cli.env import Env
+from picl.cli.env import Env, person
 from picl.deploy.changes import SENSITIVE, Change, NodePlan
 from picl.deploy.connection import Connection
-from picl.deploy.lock import converging
+from picl.deploy.lock import Holder, LockHeld, as_duration, converging
 from picl.errors import PiclError
 from picl.exit import ExitStatus
 from picl.spec import SECRETS_FILE
+from picl.spec.checks import duration_seconds
 
 if TYPE_CHECKING:  # pyinfra loads only when a command needs it: `picl --help` stays fast
     from picl.deploy.converge import Outcome, Target
@@ -26,6 +30,8 @@ if TYPE_CHECKING:  # pyinfra loads only when a command needs it: `picl --help` s
 SYMBOL = {"create": ("+", "green"), "update": ("~", "yellow"), "remove": ("-", "red")}
 CONFIRM_TIMEOUT_ENV = "PICL_CONFIRM_TIMEOUT"
 DEFAULT_CONFIRM_TIMEOUT = 60  # as deploy.confirm.DEFAULT_TIMEOUT, without loading pyinfra
+# Long enough for an agent's cycle that changes nothing; an apply in progress is named.
+DEFAULT_LOCK_TIMEOUT = "1m"
 
 node_option = click.option("--node", "nodes", multiple=True, metavar="N",
                            help="Only this node (repeatable).")
@@ -61,6 +67,31 @@ def confirm_timeout() -> int:
     if not value.isdigit() or not 10 <= int(value) <= 3600:
         raise PiclError(f"{CONFIRM_TIMEOUT_ENV}={value!r}: give whole seconds, 10 to 3600")
     return int(value)
+
+
+def lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """--lock-timeout as seconds: a duration like '30s', '5m' or '1h'."""
+    try:
+        return duration_seconds(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def spec_revision(spec: Path) -> str:
+    """The commit the spec's repository is at, as `branch@sha1:...`; '' outside git.
+
+    git itself refuses a repository someone else owns (`safe.directory`): then '' too.
+    """
+    try:
+        said = subprocess.run(["git", "-C", str(spec.resolve().parent), "rev-parse",
+                               "--abbrev-ref", "HEAD", "HEAD"], capture_output=True, text=True,
+                              timeout=10, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    words = said.stdout.split()
+    if said.returncode != 0 or len(words) != 2:
+        return ""
+    return f"{words[0]}@sha1:{words[1][:12]}"
 
 
 def led_service(cluster: Cluster) -> dict[str, str]:
@@ -151,7 +182,11 @@ def show_plan(env: Env, plan: Plan) -> None:
               help="Exit 2 when there are changes (0 none, 1 error).")
 @click.pass_obj
 def plan(env: Env, nodes: tuple[str, ...], as_json: bool, detailed_exitcode: bool) -> int:
-    """Show what apply would change on each node, and why."""
+    """Show what apply would change on each node, and why.
+
+    A plan changes nothing, so it takes no lock: it runs while an apply or the agent's
+    cycle converges, and shows the nodes as they are at that moment.
+    """
     from picl.deploy.converge import make_plan
 
     result = make_plan(target(env, nodes))
@@ -188,13 +223,33 @@ def _report(env: Env, outcome: Outcome, plan: Plan) -> None:
 @node_option
 @click.option("--yes", is_flag=True, help="Apply without asking.")
 @json_option
+@click.option("--lock-timeout", "wait", default=DEFAULT_LOCK_TIMEOUT, show_default=True,
+              metavar="DURATION", callback=lock_timeout,
+              help="How long to wait while the agent or another apply converges the cluster "
+                   "('0s': not at all); then fail, saying who holds the lock.")
 @click.pass_obj
-def apply(env: Env, nodes: tuple[str, ...], yes: bool, as_json: bool) -> int:
-    """Converge the nodes to the spec: shows the plan, asks, applies in parallel."""
+def apply(env: Env, nodes: tuple[str, ...], yes: bool, as_json: bool, wait: int) -> int:
+    """Converge the nodes to the spec: shows the plan, asks, applies in parallel.
+
+    Runs as root (the lock it shares with the agent is root's). One converge at a time per
+    cluster: while the agent's cycle or another apply converges it, apply waits up to
+    --lock-timeout, then fails naming who holds the lock (what, pid, host, since when,
+    which revision).
+    """
     from picl.deploy.converge import apply_plan, make_plan
 
     run = target(env, nodes)
-    with converging(run.cluster.cluster.name):
+
+    def waiting(holder: Holder | None) -> None:
+        env.warn(f"waiting up to {as_duration(wait)} for the converge lock, held by "
+                 f"{escape(str(holder or 'another process'))}")
+
+    with ExitStack() as held:
+        try:
+            held.enter_context(converging(run.cluster.cluster.name, f"picl apply by {person()}",
+                                          spec_revision(env.spec_path), wait, waiting))
+        except LockHeld as exc:
+            raise PiclError(f"{exc}; --lock-timeout DURATION waits longer") from None
         result = make_plan(run)
         if not as_json:
             show_plan(env, result)

@@ -5,6 +5,7 @@ An object so that tests (and the agent) can build one without a terminal.
 
 from __future__ import annotations
 
+import getpass
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -51,3 +52,11 @@ class Env:
         if self.quiet:
             return
         self.err.print(f"[yellow]warning:[/] {message}", markup=True)
+
+
+def person() -> str:
+    """Who runs this command: the person behind sudo, else the user."""
+    try:
+        return os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -378,15 +379,21 @@ def test_triggers_at_once_make_one_cycle_at_a_time(cluster: Cluster, first: str)
 
 
 def test_the_converge_lock_is_shared_with_manual_apply(cluster: Cluster, first: str) -> None:
-    # Held as `picl apply` on the primary holds it, until the file below goes.
-    cluster.ssh("node0", "mkdir -p /run/lock/picl && touch /tmp/hold && "
-                         "(flock /run/lock/picl/arrakis.lock sh -c 'while [ -e /tmp/hold ]; "
-                         "do sleep 0.2; done' >/dev/null 2>&1 &)")
+    # Held as `sudo picl apply` on the primary holds it, until the file below goes.
+    hold = ("import os, time\n"
+            "from picl.deploy.lock import converging\n"
+            "with converging('arrakis', 'picl apply by federico', 'main@sha1:1a2b3c4d5e6f'):\n"
+            "    while os.path.exists('/tmp/hold'): time.sleep(0.2)\n")
+    cluster.ssh("node0", "touch /tmp/hold && python=$(dirname $(readlink -f /usr/local/bin/picl))"
+                         f"/python && ($python -c {shlex.quote(hold)} "
+                         ">/dev/null 2>&1 &)")
     sha = cluster.commit(lab_spec(shell="/bin/sh"), "while someone applies")
     cluster.push()
     status = cluster.wait("waiting for the lock", lambda s: s["revision"]["observed"] == sha
                           and condition(s, "Ready")[1] == "LockHeld")
     assert condition(status, "Reconciling")[:2] == ("True", "ProgressingWithRetry")
+    assert re.search(r"converged by picl apply by federico \(pid \d+ on node0, since "
+                     r"[\d:]+, revision main@sha1:1a2b3c4d5e6f\)", condition(status, "Ready")[2])
     assert shells(cluster) == {"/bin/bash"}
     cluster.ssh("node0", "rm /tmp/hold")
     cluster.applied(sha)

@@ -6,10 +6,13 @@ with the node states a test gives, `show` records what the LEDs would be told.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from picl.deploy.lock import Holder, LockHeld, converging
 from picl.reconciler.errors import Waiting
 from picl.reconciler.loop import Reconciler, Settings
 from picl.reconciler.paths import Paths
@@ -224,6 +227,70 @@ def test_transient_failures_back_off_and_recover(agent: Offline, clone: Clone) -
     agent.nodes = (NodeStatus("node0", "converged"), NodeStatus("node1", "converged"))
     assert agent.reconcile("node1 came back") == pytest.approx(60)
     assert agent.status.revision.applied == sha
+
+
+class AtTheLock(Offline):
+    """The agent's own converge step, as far as the lock: planning is replaced by `plan`."""
+
+    def __init__(self, paths: Paths, monkeypatch: pytest.MonkeyPatch):
+        super().__init__(paths)
+        self.plan: Callable[[Any], Any] = lambda target: pytest.fail("reached the nodes")
+        monkeypatch.setattr("picl.deploy.converge.make_plan", lambda target: self.plan(target))
+
+    def _converge(self, cluster: Cluster, sha: str) -> Result:
+        return Reconciler._converge(self, cluster, sha)
+
+
+@pytest.fixture
+def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("PICL_LOCK_DIR", str(tmp_path / "lock"))
+    return tmp_path / "lock"
+
+
+def test_a_persons_apply_holding_the_lock_makes_the_cycle_wait(
+        paths: Paths, clone: Clone, lock_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = AtTheLock(paths, monkeypatch)
+    clone.commit({"cluster.toml": spec()}, "first")
+    clone.push()
+    with converging("arrakis", "picl apply by federico", "main@sha1:1a2b3c4d5e6f") as person:
+        delay = agent.reconcile("push")
+    assert delay == pytest.approx(5)  # retried soon, with backoff: the retry is the wait
+    assert agent.conditions()["Ready"] == ("False", "LockHeld")
+    assert agent.status.condition("Ready").message == (
+        f"arrakis: the cluster is being converged by {person}: one converge at a time")
+    assert Store(paths).history()[-1].outcome == "retrying"
+
+
+def test_while_the_agent_converges_the_lock_names_its_cycle_and_revision(
+        paths: Paths, clone: Clone, lock_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    agent = AtTheLock(paths, monkeypatch)
+    sha = clone.commit({"cluster.toml": spec()}, "first")
+    clone.push()
+    seen: list[Holder | None] = []
+
+    def a_person_applies(target: Any) -> Any:
+        with pytest.raises(LockHeld) as held, converging("arrakis", "picl apply by federico"):
+            pass
+        seen.append(held.value.holder)
+        raise Waiting("Seen", "the test looked")
+
+    agent.plan = a_person_applies
+    agent.reconcile("push")
+    (holder,) = seen
+    assert holder is not None
+    assert (holder.what, holder.revision) == ("the agent's cycle 1 (push)", f"main@sha1:{sha[:12]}")
+
+
+def test_an_unsafe_lock_directory_makes_the_cycle_wait(
+        paths: Paths, clone: Clone, lock_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lock_dir.mkdir(mode=0o777)
+    lock_dir.chmod(0o777)
+    agent = AtTheLock(paths, monkeypatch)
+    clone.commit({"cluster.toml": spec()}, "first")
+    clone.push()
+    agent.reconcile("push")
+    assert agent.conditions()["Ready"] == ("False", "LockRefused")
+    assert "others may write in it" in agent.status.condition("Ready").message
 
 
 def test_a_bug_is_recorded_and_the_agent_goes_on(agent: Offline, clone: Clone) -> None:
