@@ -16,6 +16,9 @@ and what changed. It adds, updates and removes picl's entries only; it never tou
 `/boot`, `/boot/firmware`, other system mount points, swap, or any line picl does not own.
 An identical entry someone wrote by hand is adopted (marked, not rewritten); a different one
 for the same mount point is a conflict the plan shows, never overwritten.
+
+fstab lines can hold credentials (a CIFS `password=`, a URL with its password): every fstab
+text picl shows (plan, JSON, errors, the agent's status) goes through `shown`, which hides them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from picl.deploy.changes import SENSITIVE
 from picl.errors import PiclError
 from picl.spec import Cluster, Node, Share
 from picl.spec.checks import SYSTEM_PATHS
@@ -36,6 +40,21 @@ _BLANKS = re.compile(r"[ \t]+")
 _OCTAL = re.compile(rb"\\([0-7]{3})")
 # What libmount's mangle() escapes when it writes a field.
 _MANGLE = {" ": "\\040", "\t": "\\011", "\n": "\\012", "\\": "\\134"}
+
+# Options whose value is a credential, by what their names hold: password, password2, pass,
+# passwd (mount.cifs, smbfs), secret and secretfile (ceph), key and passphrase_passwd
+# (ecryptfs), token, ssh_command (sshfs, with `sshpass -p`). A value runs to a comma or a
+# blank (mount.cifs writes a comma as ",,"). An option starts a line, a field or follows a
+# comma, or a diff's +/-/space, or a comment's #, or an ecryptfs `key=type:`.
+_START = r"(?<![^\s,#:+-])"
+_SECRET_OPTION = re.compile(
+    _START + r"(?P<name>[\w.-]*(?:pass|secret|token|key|command)[\w.-]*)=(?:,,|[^,\s])*",
+    re.IGNORECASE)
+# A user and a password in one option: username=bob%hunter2 (cifs), user=bob:hunter2 (curlftpfs).
+_USER_PASSWORD = re.compile(_START + r"(?P<user>user(?:name)?=[^,\s%:]*[%:])(?:,,|[^,\s])+",
+                            re.IGNORECASE)
+# A source or URL with its password, up to the host's @: https://bob:hunter2@host/dav.
+_USERINFO = re.compile(r"(?P<user>[^\s:/@#,=]+):[^\s/]+@")
 
 # A client boots with its server down: the mount waits for the network, a failure is not fatal,
 # and nothing is mounted until first use, with a bound on how long a mount may hang.
@@ -52,6 +71,15 @@ def _decode(word: str) -> str:
 
 def _encode(value: str) -> str:
     return "".join(_MANGLE.get(c, c) for c in value)
+
+
+def shown(text: str) -> str:
+    """fstab text as picl shows it anywhere: credentials hidden, bytes that are not UTF-8 as
+    U+FFFD (the file keeps them)."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = _SECRET_OPTION.sub(lambda m: f"{m['name']}={SENSITIVE}", text)
+    text = _USER_PASSWORD.sub(lambda m: f"{m['user']}{SENSITIVE}", text)
+    return _USERINFO.sub(lambda m: f"{m['user']}:{SENSITIVE}@", text)
 
 
 @dataclass(frozen=True)
@@ -205,8 +233,8 @@ class FstabConflict:
         if not self.found:
             return f"{where} is a system mount point: picl never manages it"
         return (
-            f"{where}: /etc/fstab already has {self.found.strip()!r}, which picl did not write; "
-            f"remove it or make it read {self.wanted.render()!r} and picl adopts it"
+            f"{where}: /etc/fstab already has {shown(self.found.strip())!r}, which picl did not "
+            f"write; remove it or make it read {shown(self.wanted.render())!r} and picl adopts it"
         )
 
 

@@ -16,7 +16,7 @@ import shlex
 from pyinfra.api import StringCommand, operation
 
 from picl.deploy.changes import Attribute, Change, Guard, Step, text_diff
-from picl.deploy.fstab import Fstab, FstabEdit, fstab_entries, plan_fstab
+from picl.deploy.fstab import Fstab, FstabEdit, fstab_entries, plan_fstab, shown
 from picl.deploy.view import NodeView
 
 FSTAB = "/etc/fstab"
@@ -153,11 +153,6 @@ def fstab_transaction(data: bytes, before: str, unmount: list[str], mount: list[
     yield StringCommand(head + TRANSACTION)
 
 
-def _shown(text: str) -> str:
-    # Bytes that are not UTF-8 are kept in the file; the plan shows them as U+FFFD.
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
 def guard(edit: FstabEdit) -> Guard:
     """What the dead-man switch undoes: the file, then the mounts the transaction changed."""
     quoted = [shlex.quote(e.where) for e in edit.added] + [
@@ -194,8 +189,8 @@ def changes(view: NodeView) -> list[Change]:
             "fstab",
             "create" if current is None else "update",
             (Attribute("mounts", mine, wanted),) if mine != wanted else (),
-            diff=text_diff(FSTAB, None if current is None else _shown(edit.before),
-                           _shown(edit.text)),
+            # Diffed as written, shown with credentials hidden: the context lines too.
+            diff=shown(text_diff(FSTAB, None if current is None else edit.before, edit.text)),
             steps=(step,),
             guard=guard(edit),
         ))

@@ -15,6 +15,7 @@ from picl.deploy.fstab import (
     FstabEntry,
     fstab_entries,
     plan_fstab,
+    shown,
 )
 from tests.deploy.clusters import small_cluster
 
@@ -213,6 +214,100 @@ def test_a_foreign_entry_that_differs_is_a_conflict_not_overwritten() -> None:
     with pytest.raises(FstabConflicts) as raised:
         edit.raise_for_conflicts("node1")
     assert raised.value.lines() == [f"node1: {conflict}"]
+
+
+# -- credentials are never shown ----------------------------------------------------------------
+# Each secret below is "hunter2" (or holds it); `shown` must hide it and change nothing else.
+
+SHOWN = [
+    # mount.cifs and smbfs: password, its aliases and its rotation twin, any case
+    ("//nas/share /mnt/nas cifs username=bob,password=hunter2,uid=1000 0 0",
+     "//nas/share /mnt/nas cifs username=bob,password=(sensitive),uid=1000 0 0"),
+    ("//nas/s /mnt/s cifs pass=hunter2 0 0", "//nas/s /mnt/s cifs pass=(sensitive) 0 0"),
+    ("//nas/s /mnt/s cifs passwd=hunter2,ro", "//nas/s /mnt/s cifs passwd=(sensitive),ro"),
+    ("//nas/s /mnt/s cifs password2=hunter2", "//nas/s /mnt/s cifs password2=(sensitive)"),
+    ("//nas/s /mnt/s smbfs PASSWORD=hunter2", "//nas/s /mnt/s smbfs PASSWORD=(sensitive)"),
+    ("//nas/s /mnt/s cifs password=hun,,ter2,ro 0 0",  # a comma in it, written twice
+     "//nas/s /mnt/s cifs password=(sensitive),ro 0 0"),
+    ("//nas/s /mnt/s cifs password=hun\\040ter2 0 0",  # a space in it, escaped
+     "//nas/s /mnt/s cifs password=(sensitive) 0 0"),
+    ("//nas/s /mnt/s cifs password=hunter2", "//nas/s /mnt/s cifs password=(sensitive)"),
+    ("//nas/s\t/mnt/s\tcifs\tro,password=hunter2\t0\t0",
+     "//nas/s\t/mnt/s\tcifs\tro,password=(sensitive)\t0\t0"),
+    ("//nas/s /mnt/s cifs password=,ro", "//nas/s /mnt/s cifs password=(sensitive),ro"),
+    # a user and a password in one option
+    ("//nas/s /mnt/s cifs username=bob%hunter2,ro", "//nas/s /mnt/s cifs username=bob%(sensitive),ro"),
+    ("//nas/s /mnt/s cifs user=bob%hunter2", "//nas/s /mnt/s cifs user=bob%(sensitive)"),
+    ("ftp.example.org /mnt/ftp curlftpfs user=bob:hunter2,allow_other 0 0",
+     "ftp.example.org /mnt/ftp curlftpfs user=bob:(sensitive),allow_other 0 0"),
+    # sources and URLs with a password
+    ("curlftpfs#bob:hunter2@ftp.example.org /mnt/ftp fuse defaults 0 0",
+     "curlftpfs#bob:(sensitive)@ftp.example.org /mnt/ftp fuse defaults 0 0"),
+    ("https://bob:hunter2@dav.example.org/dav /mnt/dav davfs user,noauto 0 0",
+     "https://bob:(sensitive)@dav.example.org/dav /mnt/dav davfs user,noauto 0 0"),
+    ("https://bob:hun@ter2@dav.example.org/ /mnt/dav davfs user 0 0",  # an @ in it
+     "https://bob:(sensitive)@dav.example.org/ /mnt/dav davfs user 0 0"),
+    ("bob:hunter2@host:/home/bob /mnt/bob fuse.sshfs _netdev 0 0",
+     "bob:(sensitive)@host:/home/bob /mnt/bob fuse.sshfs _netdev 0 0"),
+    # ceph, ecryptfs, sshfs through sshpass, tokens
+    ("mon1:6789:/ /mnt/ceph ceph name=admin,secret=AQBhunter2Q==,_netdev 0 0",
+     "mon1:6789:/ /mnt/ceph ceph name=admin,secret=(sensitive),_netdev 0 0"),
+    ("/srv/e /srv/e ecryptfs key=passphrase:passphrase_passwd=hunter2,ecryptfs_cipher=aes 0 0",
+     "/srv/e /srv/e ecryptfs key=(sensitive),ecryptfs_cipher=aes 0 0"),
+    ("bob@host: /mnt/h fuse.sshfs ssh_command=sshpass\\040-p\\040hunter2\\040ssh 0 0",
+     "bob@host: /mnt/h fuse.sshfs ssh_command=(sensitive) 0 0"),
+    ("s3 /mnt/s3 fuse.rclone auth_token=hunter2 0 0", "s3 /mnt/s3 fuse.rclone auth_token=(sensitive) 0 0"),
+    # a commented-out line, a diff's lines
+    ("#//nas/old /mnt/old cifs password=hunter2 0 0", "#//nas/old /mnt/old cifs password=(sensitive) 0 0"),
+    ("# password=hunter2", "# password=(sensitive)"),
+    ("+//nas/s /mnt/s cifs password=hunter2 0 0", "+//nas/s /mnt/s cifs password=(sensitive) 0 0"),
+    (" //nas/s /mnt/s cifs password=hunter2 0 0", " //nas/s /mnt/s cifs password=(sensitive) 0 0"),
+    ("-password=hunter2 /mnt/odd none bind", "-password=(sensitive) /mnt/odd none bind"),
+    ("a\n//nas/s /mnt/s cifs password=hunter2 0 0\nb\n",
+     "a\n//nas/s /mnt/s cifs password=(sensitive) 0 0\nb\n"),
+]
+KEPT = [  # nothing secret here: shown as it is
+    "//nas/s /mnt/s cifs credentials=/root/.smbcredentials,uid=1000 0 0",
+    "//nas/s /mnt/s cifs username=bob,domain=WORK,vers=3.0 0 0",
+    "10.1.10.240:/srv/shared /shared nfs rw,_netdev,nofail,x-systemd.automount,x-systemd.mount-timeout=30s 0 0",
+    "[fe80::1%eth0]:/srv /mnt/v6 nfs defaults 0 0",
+    "bob@host:/home/bob /mnt/bob fuse.sshfs IdentityFile=/root/.ssh/id_ed25519,_netdev 0 0",
+    "LABEL=keys /mnt/keys ext4 defaults 0 2",
+    "/dev/sdb1 /mnt/passport ntfs defaults 0 0",
+    "PARTUUID=4e639091-02  /               ext4    defaults,noatime  0       1",
+    "UUID=\"A40D-85E7\" /boot/efi vfat umask=0077 0 1",
+    SHARED_MARK,
+    "--- /etc/fstab (node)\n+++ /etc/fstab\n@@ -1,2 +1,4 @@\n",
+]
+
+
+@pytest.mark.parametrize("text, expected", SHOWN)
+def test_credentials_are_never_shown(text: str, expected: str) -> None:
+    assert shown(text) == expected
+    assert "hunter2" not in shown(text) and "ter2" not in shown(text)
+
+
+@pytest.mark.parametrize("text", KEPT)
+def test_what_holds_no_credential_is_shown_as_it_is(text: str) -> None:
+    assert shown(text) == text
+
+
+def test_bytes_that_are_not_utf8_are_shown_replaced() -> None:
+    assert shown("# caf\udce9 password=hunter2") == "# caf\ufffd password=(sensitive)"
+
+
+def test_a_conflict_never_quotes_a_credential() -> None:
+    foreign = "//nas/share /shared cifs username=bob,password=hunter2 0 0\n"
+    edit = plan_fstab(RASPBERRY_PI_OS + foreign, [SHARED])
+    (conflict,) = edit.conflicts
+    assert conflict.found == foreign.strip()  # kept as it is: only what is shown hides it
+    assert str(conflict) == (
+        "/shared: /etc/fstab already has '//nas/share /shared cifs username=bob,"
+        "password=(sensitive) 0 0', which picl did not write; remove it or make it read "
+        f"'{SHARED_LINE.strip()}' and picl adopts it")
+    with pytest.raises(FstabConflicts) as raised:
+        edit.raise_for_conflicts("node1")
+    assert "hunter2" not in str(raised.value)
 
 
 def test_a_conflict_leaves_picls_own_line_for_that_mount_point_alone() -> None:

@@ -119,3 +119,49 @@ def test_fstab_changes_come_after_the_rest_of_the_node(
     resources = [c.resource for c in plan.changes]
     assert resources.index("hosts") < resources.index("fstab")
     assert plan.counts["update"] >= 1
+
+
+def test_a_credential_in_fstab_is_shown_nowhere(spec: Cluster, tmp_path: Path) -> None:
+    """Plan text, plan JSON, the node's error at apply, the agent's status and history."""
+    import io
+    import json
+
+    from rich.console import Console
+
+    from picl.cli.converge import plan_document, show_node
+    from picl.cli.env import Env
+    from picl.deploy.changes import NodePlan
+    from picl.deploy.converge import NodeFailure, Outcome, converge_node
+    from picl.deploy.plan import Plan
+    from picl.reconciler import status as st
+    from picl.reconciler.loop import applied_states, plan_states
+    from picl.reconciler.paths import Paths
+    from picl.reconciler.store import Store
+
+    secret = "hunter2"
+    blocking = f"//nas/shared /shared cifs username=bob,password={secret} 0 0\n".encode()
+    around = f"//nas/media /mnt/media cifs pass={secret},ro 0 0\n".encode()  # diff context
+    found = node_changes(spec, "node1", STOCK + around + blocking)
+    plan = Plan([NodePlan("node1", list(found.values()))])
+    assert found["mount /shared"].blocked and found["fstab"].diff  # both paths taken
+
+    shown = [json.dumps(plan_document(plan))]
+    out = io.StringIO()
+    show_node(Env(spec_path=tmp_path / "cluster.toml", out=Console(file=out, width=200)),
+              plan.nodes[0])
+    shown.append(out.getvalue())
+    with pytest.raises(NodeFailure) as failed:
+        converge_node(spec.node("node1"), NodePlan("node1", [found["mount /shared"]]),
+                      connection=None)  # type: ignore[arg-type]
+    shown.append(str(failed.value))
+    nodes = applied_states(plan_states(plan, "enforce"),
+                           {"node1": Outcome("node1", ok=False, error=str(failed.value))})
+    store = Store(Paths(tmp_path))
+    status = st.began(st.Status(branch="main"), "push", 1.8e9)
+    store.save(st.finished(status, st.Result("a" * 40, "enforce", nodes, applied=True),
+                           1.8e9 + 1, 1.8e9 + 300))
+    shown += [store.paths.status.read_text(), store.paths.history.read_text()]
+
+    assert "password=(sensitive)" in shown[0] and "pass=(sensitive)" in shown[1]
+    assert "password=(sensitive)" in shown[2] and "password=(sensitive)" in shown[3]
+    assert [secret in text for text in shown] == [False] * len(shown)
