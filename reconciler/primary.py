@@ -42,6 +42,15 @@ def ssh(connection: Connection, node: Node, script: str, what: str,
     return proc.stdout.decode(errors="replace")
 
 
+def read_records(paths: Paths) -> str:
+    """Shell printing status.json and history.json (`null` for one that is not there yet);
+    one readable only by root and adm says so, and fails."""
+    files = " ".join(shlex.quote(str(p)) for p in (paths.status, paths.history))
+    return (f'for f in {files}; do if [ ! -e "$f" ]; then echo null; '
+            'elif [ -r "$f" ]; then cat "$f"; else echo "$f: only root and the adm group may '
+            'read it: run picl status with sudo" >&2; exit 1; fi; echo; done')
+
+
 class Agent:
     """The agent's files, wherever they are; `where` names it in messages."""
 
@@ -70,9 +79,7 @@ class Agent:
         return ssh(self.connection, self.cluster.primary, script, what)
 
     def _read(self) -> tuple[Any, Any]:
-        status, history = shlex.quote(str(self.paths.status)), shlex.quote(str(self.paths.history))
-        text = self.run(f"cat {status} 2>/dev/null || echo null; echo; "
-                        f"cat {history} 2>/dev/null || echo null", "reading the agent's status")
+        text = self.run(read_records(self.paths), "reading the agent's status")
         decoder = json.JSONDecoder()
         try:
             first, end = decoder.raw_decode(text.lstrip())

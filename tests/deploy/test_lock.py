@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -25,20 +23,9 @@ import pytest
 from picl.deploy.lock import Holder, LockHeld, as_duration, converging, moment
 from picl.errors import PiclError
 from tests.conftest import SPEC
+from tests.nobody import NOBODY, as_nobody, open_directory
 
-NOBODY = 65534
 VICTIM = "root:$6$not-a-real-hash:19000:0:99999:7:::\n"
-
-
-def as_nobody(*argv: str, env: dict[str, str] | None = None,
-              read_anything: bool = False) -> subprocess.CompletedProcess[str]:
-    """`argv` as the user nobody; `read_anything` lets it read (never write) root's files,
-    for an interpreter that lives under /root."""
-    caps = ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"] \
-        if read_anything else []
-    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                           *caps, "--", *argv], capture_output=True, text=True, timeout=120,
-                          env=env, stdin=subprocess.DEVNULL)
 
 
 def lock(directory: Path, cluster: str = "arrakis", **how: Any) -> Any:
@@ -54,10 +41,8 @@ def refused(directory: Path, why: str) -> None:
 @pytest.fixture
 def run_lock() -> Iterator[Path]:
     """A directory like /run/lock: anyone may make things in it (mode 1777)."""
-    shared = Path(tempfile.mkdtemp(prefix="picl-run-lock-"))
-    shared.chmod(0o1777)
-    yield shared
-    shutil.rmtree(shared)
+    with open_directory(0o1777) as shared:
+        yield shared
 
 
 def test_a_second_converge_of_the_same_cluster_is_refused(tmp_path: Path) -> None:
