@@ -128,16 +128,22 @@ def test_removal_while_busy_leaves_fstab_untouched(risky: Risky) -> None:
 
 def test_conflicting_foreign_line_is_shown_kept_and_fails_the_node(risky: Risky) -> None:
     lab = risky.lab
-    foreign = b"//nas/archive /shared cifs noauto,guest 0 0\n"
+    # Its password is shown nowhere: not in the plan (text or JSON), nor in apply's report.
+    foreign = b"//nas/archive /shared cifs noauto,username=bob,password=hunter2 0 0\n"
     risky.write_fstab("node2", foreign)
     spec = risky.spec(SHARE + mount("node2", "tmpfs", "/scratch", "tmpfs"))
     plan = risky.picl(spec, "plan", "--node", "node2")
     assert plan.returncode == 1
-    assert "! mount /shared: blocked: /shared: /etc/fstab already has " \
-           "'//nas/archive /shared cifs noauto,guest 0 0', which picl did not write" in plan.stdout
+    assert "! mount /shared: blocked: /shared: /etc/fstab already has '//nas/archive /shared " \
+           "cifs noauto,username=bob,password=(sensitive) 0 0', which picl did not write" \
+           in plan.stdout
+    as_json = risky.picl(spec, "plan", "--node", "node2", "--json")
+    assert "password=(sensitive)" in as_json.stdout
     result = risky.apply(spec, "node2")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "node2: FAILED: mount /shared: /shared: /etc/fstab already has" in result.stdout
+    for said in (plan, as_json, result):
+        assert "hunter2" not in said.stdout + said.stderr
     after = risky.fstab("node2")
     assert after.startswith(foreign) and b"tmpfs /scratch tmpfs" in after  # the rest was made
     risky.reboot("node2")
