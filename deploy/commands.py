@@ -42,21 +42,27 @@ def put(path: str, content: str, owner: str = "root", group: str = "root",
     )
 
 
+def apt_install(packages: list[str]) -> str:
+    """Shell that refreshes the package index, then installs `packages`, or fails naming them.
+
+    A refresh that fails (a cluster carried offline) is reported and the install goes on
+    from what the node already knows, so packages in its cache still install. The last line
+    of a failure names the packages: it is what the node's apply reports.
+    """
+    failed = f"cannot install {' '.join(packages)}: no package source has them (offline?)"
+    return (
+        "apt-get update -qq "
+        "|| echo 'picl: package index not refreshed (offline?), using the cached one' >&2; "
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
+        f"{command(*packages)} || {{ echo {shlex.quote(failed)} >&2; exit 1; }}"
+    )
+
+
 @operation(is_idempotent=False)
 def install_packages(packages: list[str]):
     """
-    Refresh the package index, then install packages with apt.
+    Install packages with apt, after refreshing the package index.
 
     + packages: Debian package names
-
-    A refresh that fails (a cluster carried offline) is reported and the install goes on
-    from what the node already knows, so packages in its cache still install.
     """
-    yield (
-        "apt-get update -qq "
-        "|| echo 'picl: package index not refreshed (offline?), using the cached one' >&2"
-    )
-    yield StringCommand(
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends",
-        *(QuoteString(p) for p in packages),
-    )
+    yield apt_install(packages)

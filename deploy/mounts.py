@@ -18,12 +18,19 @@ from pyinfra.api import StringCommand, operation
 from picl.deploy.changes import Attribute, Change, Guard, Step, text_diff
 from picl.deploy.fstab import Fstab, FstabEdit, fstab_entries, plan_fstab, shown
 from picl.deploy.view import NodeView
+from picl.spec import Cluster, Node
 
 FSTAB = "/etc/fstab"
 BACKUPS = "/var/backups/picl"
 KEEP = 5  # backups: /var/backups/picl/fstab.1 (the newest) to fstab.5
 MOUNT_TIMEOUT = 30  # seconds a mount may take (an NFS server that does not answer)
 ABSENT = "absent"
+# The mount helpers a filesystem type needs (mount.nfs, mount.cifs, sshfs): Debian packages.
+MOUNT_HELPERS = {
+    "nfs": "nfs-common", "nfs4": "nfs-common",
+    "cifs": "cifs-utils", "smb3": "cifs-utils",
+    "fuse.sshfs": "sshfs",
+}
 
 # Mounting and unmounting one mount point, shared by the transaction and the dead-man switch.
 # An automount entry is "mounted" when its autofs trigger is: nothing is fetched until used.
@@ -163,6 +170,12 @@ def guard(edit: FstabEdit) -> Guard:
     restore += [f"findmnt -rn --mountpoint {q} >/dev/null || mount_point {q}"
                 for q in map(shlex.quote, edit.unmount)]
     return Guard(files=(FSTAB,), restore=tuple(restore))
+
+
+def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:
+    """The helpers of the filesystems the node mounts (trixie's Lite image has no nfs-common)."""
+    types = [entry.type for entry in fstab_entries(cluster, node)]
+    return tuple(dict.fromkeys(MOUNT_HELPERS[t] for t in types if t in MOUNT_HELPERS))
 
 
 def changes(view: NodeView) -> list[Change]:

@@ -26,6 +26,15 @@ from picl.deploy.view import ClusterFacts, NodeView
 from picl.facts.node import Observed, Probe
 from picl.spec import Cluster, Node
 
+# What each concern needs installed, by the concern's name in the plan ("package chrony (for
+# time)"). Installed before every concern's changes.
+NEEDS: tuple[tuple[str, Callable[[Cluster, Node], tuple[str, ...]]], ...] = (
+    ("users", users.needs),
+    ("ssh", ssh.needs),
+    ("time", time.needs),
+    ("shares", shares.needs),
+    ("mounts", mounts.needs),
+)
 # Users first (files are owned by them), then their keys, then the rest of the node.
 CONCERNS: tuple[Callable[[NodeView], list[Change]], ...] = (
     users.changes,
@@ -33,7 +42,6 @@ CONCERNS: tuple[Callable[[NodeView], list[Change]], ...] = (
     names.changes,
     boot.changes,
     time.changes,
-    packages.changes,
     files.changes,
     shares.changes,
     # Changes that can cut picl off: apply runs them after the others, under confirm-or-revert.
@@ -41,6 +49,15 @@ CONCERNS: tuple[Callable[[NodeView], list[Change]], ...] = (
     links.changes,
     leds.changes,  # last: it shows the state of everything above
 )
+
+
+def needed(cluster: Cluster, node: Node) -> dict[str, str]:
+    """The packages the concerns need on `node`, each with the first concern that needs it."""
+    found: dict[str, str] = {}
+    for concern, needs in NEEDS:
+        for package in needs(cluster, node):
+            found.setdefault(package, concern)
+    return found
 
 
 def probe(cluster: Cluster, node: Node, shared: ClusterFacts | None = None) -> Probe:
@@ -54,7 +71,8 @@ def probe(cluster: Cluster, node: Node, shared: ClusterFacts | None = None) -> P
             [f.path for f in cluster.files if node in cluster.selected(f.nodes)]
             + [*led_files, leds.UNIT_PATH, *links.FILES])),
         directories=tuple(s.export for s in cluster.shares if s.server == node.name),
-        packages=tuple(dict.fromkeys([*cluster.packages.all, *node.packages])),
+        packages=tuple(dict.fromkeys([*needed(cluster, node), *cluster.packages.all,
+                                      *node.packages])),
         units=(leds.UNIT, *links.UNITS),
         exists=links.EXISTS,
         secret_files=links.SECRET_FILES,
@@ -63,7 +81,8 @@ def probe(cluster: Cluster, node: Node, shared: ClusterFacts | None = None) -> P
 
 def plan_node(cluster: Cluster, node: Node, observed: Observed, shared: ClusterFacts) -> NodePlan:
     view = NodeView(cluster, node, observed, shared)
-    changes: list[Change] = []
+    # Packages first: every concern below may need one of them.
+    changes = packages.changes(view, needed(cluster, node))
     for concern in CONCERNS:
         changes += concern(view)
     return NodePlan(node.name, changes)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from picl.deploy.changes import Attribute, Change, text_diff
 from picl.deploy.commands import command, put, sh
 from picl.deploy.view import NodeView
-from picl.spec import Cluster, Share
+from picl.spec import Cluster, Node, Share
 
 EXPORTS = "/etc/exports.d/picl.exports"
 HEADER = "# Managed by picl from cluster.toml ([[shares]]): edit the spec, not this file.\n"
@@ -58,6 +58,12 @@ def owner_ids(cluster: Cluster, share: Share) -> tuple[int, int]:
         u for u in cluster.users if u.uid >= 1000
     ]
     return (users[0].uid, users[0].primary_gid) if users else (0, 0)
+
+
+def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:
+    """The NFS server, on a node that exports a share (a stock image has only the client)."""
+    serves = any(s.server == node.name for s in cluster.shares)
+    return ("nfs-kernel-server",) if serves else ()
 
 
 def changes(view: NodeView) -> list[Change]:

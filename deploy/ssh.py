@@ -7,10 +7,15 @@ from collections.abc import Iterator
 from picl.deploy.changes import Attribute, Change, Guard, block_lines, text_diff, with_block
 from picl.deploy.commands import command, put, sh
 from picl.deploy.view import NodeView, home
-from picl.spec import User
+from picl.spec import Cluster, Node, User
 
 KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 CLUSTER_KEY = ".ssh/id_ed25519"
+
+
+def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:
+    """sshd for the keys picl installs, and the client the cluster key is used with."""
+    return ("openssh-server", "openssh-client")
 
 
 def _key_label(key: str) -> str:

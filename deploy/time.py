@@ -10,6 +10,7 @@ from __future__ import annotations
 from picl.deploy.changes import Attribute, Change, text_diff
 from picl.deploy.commands import command, put, sh
 from picl.deploy.view import NodeView
+from picl.spec import Cluster, Node
 
 CHRONY_CONF = "/etc/chrony/chrony.conf"
 HEADER = "# Managed by picl from cluster.toml ([time]): edit the spec, not this file.\n"
@@ -27,6 +28,11 @@ rtcsync
 makestep 1 3
 leapsectz right/UTC
 """
+
+
+def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:
+    """chrony, on every node: it replaces the image's systemd-timesyncd (apt removes it)."""
+    return ("chrony",)
 
 
 def chrony_conf(view: NodeView) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from picl.deploy.changes import Attribute, Change, attributes
 from picl.deploy.commands import command, masked, sh
 from picl.deploy.view import NodeView, home
-from picl.spec import User
+from picl.spec import Cluster, Node, User
 
 SUDOERS_DIR = "/etc/sudoers.d"
 
@@ -19,6 +19,11 @@ def sudoers_line(user: User) -> str | None:
     if user.sudo == "password":
         return f"{user.name} ALL=(ALL:ALL) ALL\n"
     return None
+
+
+def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:
+    """sudo, when a user is given it (its sudoers.d file is checked by visudo)."""
+    return ("sudo",) if any(sudoers_line(u) for u in cluster.users) else ()
 
 
 def _groups(view: NodeView) -> Iterator[Change]:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from picl.deploy.commands import apt_install
 from picl.deploy.connection import Connection
 from picl.reconciler.paths import UNIT_NAME, Paths
 from picl.reconciler.primary import ssh
@@ -99,8 +100,8 @@ def prepare_script(paths: Paths, cluster: Cluster) -> str:
     signers = allowed_signers(list(cluster.agent.signed_by))
     return "\n".join([
         "set -eu",
-        "command -v git >/dev/null || { echo 'git is not installed: apt install git' >&2; "
-        "exit 3; }",
+        # A freshly flashed primary has no git: the repository needs it.
+        f"command -v git >/dev/null || {{ {apt_install(['git'])}; }} >&2",
         f"install -d -m 0755 {q(str(paths.config))} {q(str(paths.state))} "
         f"{q(str(paths.repository.parent))}",
         f"[ -x {venv}/bin/python ] || python3 -m venv --without-pip {venv}",

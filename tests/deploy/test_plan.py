@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+from pathlib import Path
 
-from picl.deploy import boot, leds, names, packages, shares, ssh, time, users
+import pytest
+
+from picl.deploy import boot, leds, mounts, names, packages, shares, ssh, time, users
 from picl.deploy.changes import BEGIN, END, block_lines, with_block
-from picl.deploy.plan import plan_node
+from picl.deploy.commands import apt_install
+from picl.deploy.plan import needed, plan_node
+from picl.deploy.view import ClusterFacts
 from picl.facts.node import Account
 from picl.spec import Cluster
+from tests.deploy.clusters import small_cluster
 from tests.deploy.conftest import PAIR, fresh_node, view
 
 
@@ -111,7 +118,7 @@ def test_timezone(cluster: Cluster) -> None:
 
 
 def test_missing_packages_share_one_apt_run(cluster: Cluster) -> None:
-    found = packages.changes(view(cluster, "node2", fresh_node("node2")))
+    found = packages.changes(view(cluster, "node2", fresh_node("node2")), {})
     assert [c.resource for c in found] == ["package htop", "package openmpi-bin",
                                            "package stress"]
     assert len({id(c.steps[0]) for c in found}) == 1
@@ -121,7 +128,7 @@ def test_missing_packages_share_one_apt_run(cluster: Cluster) -> None:
 def test_installed_packages_are_no_change(cluster: Cluster) -> None:
     observed = fresh_node()
     observed.packages.update({"htop": True, "openmpi-bin": True})
-    assert packages.changes(view(cluster, "node1", observed)) == []
+    assert packages.changes(view(cluster, "node1", observed), {}) == []
 
 
 def test_exports_limited_to_the_cluster_with_safe_defaults(cluster: Cluster) -> None:
@@ -226,3 +233,88 @@ def test_led_service_removed_where_the_strip_went(cluster: Cluster) -> None:
     (change,) = leds.changes(view(cluster, "node1", observed, led_service=LED_FILES))
     assert change.action == "remove"
     assert commands(change)[0] == "systemctl disable --now picl-leds.service"
+
+
+# What a stock node lacks, per node of the reference cluster: (node, package, for what).
+STOCK_NEEDS = [
+    ("node0", "sudo", "users"), ("node0", "openssh-server", "ssh"),
+    ("node0", "openssh-client", "ssh"), ("node0", "chrony", "time"),
+    ("node0", "nfs-kernel-server", "shares"),
+    ("node1", "chrony", "time"), ("node1", "nfs-common", "mounts"),
+    ("node2", "nfs-common", "mounts"),
+]
+
+
+@pytest.mark.parametrize(("node", "package", "concern"), STOCK_NEEDS)
+def test_a_stock_node_gets_what_each_concern_needs(cluster: Cluster, node: str, package: str,
+                                                    concern: str) -> None:
+    plan = plan_node(cluster, cluster.node(node), fresh_node(node), ClusterFacts())
+    assert f"package {package} (for {concern})" in [c.resource for c in plan.changes]
+
+
+@pytest.mark.parametrize(("node", "package"), [("node0", "nfs-common"),
+                                               ("node1", "nfs-kernel-server"),
+                                               ("node2", "nfs-kernel-server")])
+def test_a_node_gets_only_its_own_side_of_nfs(cluster: Cluster, node: str, package: str) -> None:
+    plan = plan_node(cluster, cluster.node(node), fresh_node(node), ClusterFacts())
+    assert not [c for c in plan.changes if c.resource.startswith(f"package {package} ")]
+
+
+def test_needed_packages_come_first_in_one_apt_run_with_the_specs(cluster: Cluster) -> None:
+    plan = plan_node(cluster, cluster.node("node0"), fresh_node("node0"), ClusterFacts())
+    installs = [c for c in plan.changes if c.resource.startswith("package ")]
+    assert plan.changes[:len(installs)] == installs  # before anything that needs them
+    assert all(c.steps[0] is installs[0].steps[0] for c in installs)
+    assert installs[0].steps[0].arguments["packages"] == [
+        "sudo", "openssh-server", "openssh-client", "chrony", "nfs-kernel-server",
+        *cluster.packages.all]
+
+
+def test_installed_needs_are_no_change(cluster: Cluster) -> None:
+    observed = fresh_node("node0")
+    observed.packages.update(dict.fromkeys(needed(cluster, cluster.node("node0")), True))
+    plan = plan_node(cluster, cluster.node("node0"), observed, ClusterFacts())
+    assert [c.resource for c in plan.changes if "(for " in c.resource] == []
+
+
+def test_a_package_both_needed_and_listed_is_installed_once(tmp_path: Path) -> None:
+    spec = small_cluster(tmp_path, ssid=None, psk=None)
+    spec = spec.model_copy(update={"packages": spec.packages.model_copy(
+        update={"all": ["chrony", "htop"]})})
+    found = packages.changes(view(spec, "node1", fresh_node()), needed(spec, spec.node("node1")))
+    assert [c.resource for c in found].count("package chrony (for time)") == 1
+    assert "package chrony" not in [c.resource for c in found]
+
+
+@pytest.mark.parametrize(("fstype", "expected"), [
+    ("nfs4", ("nfs-common",)),  # node2 already needs it for the share
+    ("cifs", ("nfs-common", "cifs-utils")),
+    ("fuse.sshfs", ("nfs-common", "sshfs")),
+    ("ext4", ("nfs-common",)),
+])
+def test_a_mount_needs_its_filesystems_helper(tmp_path: Path, fstype: str,
+                                              expected: tuple[str, ...]) -> None:
+    spec = small_cluster(tmp_path, ssid=None, psk=None, extra=(
+        f'[[mounts]]\nnodes = ["node2"]\nwhat = "host:/x"\nwhere = "/data"\ntype = "{fstype}"\n'))
+    assert mounts.needs(spec, spec.node("node2")) == expected
+
+
+def test_a_cluster_without_shares_installs_no_nfs(tmp_path: Path) -> None:
+    spec = small_cluster(tmp_path, ssid=None, psk=None)
+    spec = spec.model_copy(update={"shares": [], "mounts": []})
+    for node in spec.nodes:
+        assert not {"nfs-common", "nfs-kernel-server"} & set(needed(spec, node))
+
+
+@pytest.mark.parametrize("packages_", [["chrony"], ["chrony", "nfs-kernel-server"]])
+def test_a_failed_install_names_the_packages_last(tmp_path: Path, packages_: list[str]) -> None:
+    """The shell, run with an apt-get that has no source: its last word names the packages."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "apt-get").write_text("#!/bin/sh\necho 'E: Unable to locate package' >&2\nexit 100\n")
+    (bin_ / "apt-get").chmod(0o755)
+    done = subprocess.run(["sh", "-c", apt_install(packages_)], capture_output=True, text=True,
+                          env={"PATH": f"{bin_}:/usr/bin:/bin"})
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        f"cannot install {' '.join(packages_)}: no package source has them (offline?)")
