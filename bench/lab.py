@@ -1,6 +1,7 @@
-"""Benchmark of the lab: cold image build, `lab up` of 3 and 30 nodes on a warm image, `down`.
+"""Benchmark of the lab: cold image builds, `lab up` of 3 and 30 nodes on a warm image, `down`.
 
-    sudo .venv/bin/python bench/lab.py [--runs N] [--skip-cold] [--out bench/results/lab.md]
+    sudo .venv/bin/python bench/lab.py [--runs N] [--cold RELEASE[:ARCH]...] [--skip-cold]
+        [--skip-warm] [--out bench/results/lab.md]
 
 Goals (issue 3, on a 2-core machine): 3 nodes up <= 15 s, 30 nodes up <= 90 s. Measures the
 CLI as a user runs it (`picl lab up`), wall clock, one lab at a time; writes a Markdown report
@@ -62,16 +63,14 @@ def spec_with(nodes: int, directory: Path) -> Path:
     return path
 
 
-def cold_build() -> float:
-    """Build the image of cluster.toml's packages from nothing, beside the cache."""
-    from picl.lab import _design, image
-    from picl.spec import load
+def cold_build(release: str, arch: str) -> float:
+    """Build a node image of `release` for `arch` from nothing, beside the cache."""
+    from picl.lab import image, mirror
 
-    _, package_list = _design(load(SPEC), "bench")
     scratch = Path(tempfile.mkdtemp(prefix="bench-", dir=image.CACHE.parent))
     try:
         started = time.monotonic()
-        image.build(package_list, scratch / "image")
+        image.build(release, arch, mirror.configured(), scratch / "image")
         return time.monotonic() - started
     finally:
         shutil.rmtree(scratch)
@@ -87,7 +86,15 @@ def _other_labs() -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1, help="runs of each warm measurement")
-    parser.add_argument("--skip-cold", action="store_true", help="do not measure the cold build")
+    parser.add_argument(
+        "--cold",
+        nargs="+",
+        default=["bookworm", "trixie", "bullseye", "bookworm:arm64"],
+        metavar="RELEASE[:ARCH]",
+        help="the images whose cold build is measured",
+    )
+    parser.add_argument("--skip-cold", action="store_true", help="do not measure cold builds")
+    parser.add_argument("--skip-warm", action="store_true", help="do not measure up and down")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/lab.md")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -96,12 +103,16 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     others = _other_labs()
     rows: list[tuple[str, list[float], str]] = []
-    if not args.skip_cold:
-        seconds = cold_build()
-        rows.append(("cold image build (debootstrap + spec packages)", [seconds], ""))
-        print(f"cold image build: {seconds:.1f} s", flush=True)
+    for wanted in [] if args.skip_cold else args.cold:
+        release, _, arch = wanted.partition(":")
+        arch = arch or "amd64"
+        seconds = cold_build(release, arch)
+        rows.append((f"cold image build, Raspberry Pi OS Lite {release} {arch}", [seconds], ""))
+        print(f"cold image build {release} {arch}: {seconds:.1f} s", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
+        if args.skip_warm:
+            return _report(args, rows, load_before, others)
         # Warm the image cache (a no-op when it is): `up` and `down` of one node.
         warm = spec_with(1, Path(tmp))
         picl("lab", "up", spec=warm, name="bench-warm")
@@ -120,7 +131,15 @@ def main() -> None:
             verdict = "meets" if max(ups) <= goal else "misses"
             rows.append((f"`lab up`, {count} nodes, warm image", ups, f"{verdict} <= {goal:.0f} s"))
             rows.append((f"`lab down`, {count} nodes", downs, ""))
+    _report(args, rows, load_before, others)
 
+
+def _report(
+    args: argparse.Namespace,
+    rows: list[tuple[str, list[float], str]],
+    load_before: float,
+    others: list[str],
+) -> None:
     report = [
         "# Lab benchmark",
         "",
@@ -128,8 +147,7 @@ def main() -> None:
         f"- machine: {machine_text()}",
         f"- load: 1-minute load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after; "
         f"other labs up at the start: {', '.join(others) if others else 'none'}",
-        f"- command: `bench/lab.py --runs {args.runs}`"
-        + (" --skip-cold" if args.skip_cold else ""),
+        f"- command: `bench/lab.py {' '.join(sys.argv[1:])}`",
         "- what: wall clock of `picl lab up` until every node answers SSH (host key checked),",
         "  and of `picl lab down` until nothing of the lab is left; one lab at a time.",
         "",

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from picl.lab import Blueprint
+    from picl.lab import Blueprint, Cards
     from picl.spec import Cluster
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,12 +138,15 @@ def session_lab_name(suffix: str) -> str:
 
 
 @contextmanager
-def running_lab(name: str, spec: Path = SPEC) -> Iterator[Lab]:
-    """A lab of `spec` named `name`, up for the `with` block and removed after it."""
+def running_lab(name: str, spec: Path = SPEC, cards: Cards | None = None) -> Iterator[Lab]:
+    """A lab of `spec` named `name`, up for the `with` block and removed after it.
+
+    `cards`: the releases and architectures of its nodes (`lab up --os/--arch`).
+    """
     from picl import lab as labs
     from picl.spec import load
 
-    labs.up(load(spec), name)
+    labs.up(load(spec), name, cards=cards)
     try:
         yield Lab(name=name, spec=spec)
     finally:

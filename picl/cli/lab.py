@@ -65,18 +65,40 @@ def lab() -> None:
 
 @lab.command()
 @name_option
+@click.option(
+    "--os",
+    "releases",
+    multiple=True,
+    metavar="[NODE=]RELEASE",
+    help="Raspberry Pi OS Lite release on every node, or on NODE: bookworm (default), trixie, "
+    "bullseye. Repeat for a mixed lab. A node that has another is flashed again.",
+)
+@click.option(
+    "--arch",
+    "arches",
+    multiple=True,
+    metavar="[NODE=]ARCH",
+    help="amd64 (this machine's, default) or arm64 (emulated by qemu-user), on every node or NODE.",
+)
 @click.option("--timeout", type=float, metavar="SECONDS", help="How long to wait for SSH.")
 @click.pass_obj
 @_with_notices
-def up(env: Env, name: str | None, timeout: float | None) -> ExitStatus:
+def up(
+    env: Env,
+    name: str | None,
+    releases: tuple[str, ...],
+    arches: tuple[str, ...],
+    timeout: float | None,
+) -> ExitStatus:
     """Build and boot the lab (or mend it); returns once every node answers SSH."""
-    status = labs.up(env.cluster, _name(env, name), warn=env.warn, timeout=timeout)
+    cards = labs.Cards.parse(releases, arches)
+    status = labs.up(env.cluster, _name(env, name), warn=env.warn, timeout=timeout, cards=cards)
     env.out.print(
         f"lab {status.name}: {len(status.nodes)} nodes up on {status.subnet} "
         f"(network namespace {status.namespace})"
     )
     for n in status.nodes:
-        env.out.print(f"  {n.name:<12} {n.address}")
+        env.out.print(f"  {n.name:<12} {n.address:<15} {n.release} {n.arch}")
     first = status.nodes[0]
     env.out.print(
         f"try: picl lab ssh {first.name}   or   picl lab exec -- ssh {first.address}", style="dim"
@@ -106,7 +128,9 @@ def down(env: Env, name: str | None, everything: bool) -> ExitStatus:
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_obj
 def status(env: Env, name: str | None, as_json: bool) -> ExitStatus:
-    """Per node: running, address, answering SSH. Exit 1 unless every node answers."""
+    """Per node: address, release and architecture, running, answering SSH.
+
+    Exit 1 unless every node answers."""
     lab_name = _name(env, name)
     state = labs.status(lab_name)
     healthy = bool(state and state.up and all(n.running and n.ssh for n in state.nodes))
@@ -118,10 +142,14 @@ def status(env: Env, name: str | None, as_json: bool) -> ExitStatus:
         env.err.print(f"lab {lab_name}: none on this machine (`picl lab up`)", markup=False)
         return ExitStatus.ERROR
     env.out.print(f"lab {state.name}: network {state.address} in namespace {state.namespace}")
+    env.out.print(f"  apt proxy: {state.proxy or 'not running'}")
     for n in state.nodes:
         power = "[green]running[/]" if n.running else "[red]off[/]"
         answer = "[green]ssh ok[/]" if n.ssh else "[red]no ssh[/]"
-        env.out.print(f"  {n.name:<12} {n.address:<15} {power}  {answer}", markup=True)
+        card = f"{n.release} {n.arch}"
+        env.out.print(
+            f"  {n.name:<12} {n.address:<15} {card:<15} {power}  {answer}", markup=True
+        )
     return ExitStatus.OK if healthy else ExitStatus.ERROR
 
 

@@ -1,11 +1,15 @@
 """The lab: a local cluster of real systemd nodes built from cluster.toml (DESIGN, "The lab").
 
-One systemd-nspawn container per spec node, booted from a cached Debian bookworm image through an
-overlay of its own, in a network namespace of its own, cabled to a bridge that lives in the lab's
-network namespace. The public API is here; each concern is a module:
+One systemd-nspawn container per spec node, booted from a cached Raspberry Pi OS Lite image (a
+release, an architecture) through an overlay of its own, in a network namespace of its own,
+cabled to a bridge that lives in the lab's network namespace. The public API is here; each
+concern is a module:
 
     blueprint   what a lab is made of and where it lives on the host
-    image       the cached Debian root (debootstrap), keyed by its package list
+    pios        what Raspberry Pi OS Lite is, per release (pi-gen's package lists)
+    image       the cached node images, one per release, architecture and package list
+    imager      what Raspberry Pi Imager writes on a card: hostname, the first user
+    mirror      this machine's Debian mirror, and the lab's apt proxy to it (aptproxy)
     network     namespaces, the bridge, the cables
     node        a node's disk, identity and power
     supervisor  the process that boots a node and boots it again after a reboot
@@ -22,19 +26,20 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from picl.errors import PiclError
-from picl.lab import host, image, network, node, ssh
+from picl.lab import host, image, imager, legacy, mirror, network, node, pios, ssh
 from picl.lab.blueprint import (
     BRIDGE,
     LOCKS,
     STATE,
     Blueprint,
+    Flash,
     NodeBlueprint,
     check_name,
     design,
@@ -48,6 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Blueprint",
+    "Cards",
     "LabStatus",
     "check_name",
     "NodeStatus",
@@ -80,6 +86,9 @@ class NodeStatus:
     namespace: str
     running: bool
     ssh: bool | None  # None: not checked
+    release: str
+    arch: str
+    image: str
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,8 @@ class LabStatus:
     namespace: str
     address: str
     subnet: str
-    image: str
+    proxy: str | None
+    """The apt proxy's URL while it runs."""
     nodes: list[NodeStatus]
 
     def to_json(self) -> dict[str, object]:
@@ -104,7 +114,7 @@ class LabStatus:
                 "address": f"{self.address}/{self.subnet.split('/')[1]}" if self.address else None,
                 "subnet": self.subnet,
             },
-            "image": self.image,
+            "apt_proxy": self.proxy,
             "nodes": [asdict(n) for n in self.nodes],
         }
 
@@ -114,20 +124,87 @@ def lab_name(cluster: Cluster, name: str | None = None) -> str:
     return check_name(name or os.environ.get(NAME_ENV) or cluster.cluster.name)
 
 
-def _design(cluster: Cluster, name: str) -> tuple[Blueprint, tuple[str, ...]]:
-    spec_packages = list(cluster.packages.all)
-    for n in cluster.nodes:
-        spec_packages += list(n.packages)
-    package_list = image.packages(spec_packages)
-    lab = design(
+@dataclass(frozen=True)
+class Cards:
+    """What `lab up` is asked to flash: a release and an architecture for all nodes or some.
+
+    What is not asked for stays as it is on a node already made, else is the default (bookworm,
+    this machine's architecture).
+    """
+
+    release: str | None = None
+    releases: dict[str, str] = field(default_factory=dict)
+    arch: str | None = None
+    arches: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, os_options: Sequence[str] = (), arch_options: Sequence[str] = ()) -> Cards:
+        """From `--os RELEASE|NODE=RELEASE` and `--arch ARCH|NODE=ARCH` options."""
+        release, releases = _per_node("--os", os_options, pios.release)
+        arch, arches = _per_node("--arch", arch_options, pios.check_arch)
+        return cls(release, releases, arch, arches)
+
+    def choose(self, names: Sequence[str], built: Blueprint | None) -> dict[str, tuple[str, str]]:
+        """{node: (release, arch)} for the spec's nodes; a PiclError for a node it has not."""
+        unknown = sorted((set(self.releases) | set(self.arches)) - set(names))
+        if unknown:
+            raise PiclError(
+                f"no node {', '.join(unknown)} in the spec (its nodes: {', '.join(names)})"
+            )
+        was = {n.name: (n.release, n.arch) for n in built.nodes} if built else {}
+        chosen = {}
+        for name in names:
+            release, arch = was.get(name, (pios.DEFAULT, pios.native_arch()))
+            chosen[name] = (
+                self.releases.get(name) or self.release or release,
+                self.arches.get(name) or self.arch or arch,
+            )
+        return chosen
+
+
+def _per_node(
+    option: str, values: Sequence[str], check: Callable[[str], object]
+) -> tuple[str | None, dict[str, str]]:
+    every, per_node = None, {}
+    for value in values:
+        node_name, _, chosen = value.rpartition("=")
+        if not chosen:
+            raise PiclError(f"{option} {value!r}: expected VALUE or NODE=VALUE")
+        check(chosen)
+        if node_name:
+            per_node[node_name] = chosen
+        else:
+            every = chosen
+    return every, per_node
+
+
+def _design(
+    cluster: Cluster, name: str, cards: Cards, built: Blueprint | None, warn: host.Warn
+) -> Blueprint:
+    """The lab to build, its images built (or found in the cache) first."""
+    chosen = cards.choose([n.name for n in cluster.nodes], built)
+    for arch in sorted({arch for _, arch in chosen.values()} - {pios.native_arch()}):
+        host.ensure_emulation(arch, warn)
+    debian = mirror.configured()
+    images = {}
+    for release, arch in sorted(set(chosen.values())):
+        if release == pios.LEGACY:
+            if arch != pios.native_arch():
+                raise PiclError(f"the {pios.LEGACY} image is for {pios.native_arch()} only")
+            spec_packages = [*cluster.packages.all, *(p for n in cluster.nodes for p in n.packages)]
+            images[release, arch] = legacy.ensure(legacy.packages(spec_packages), warn)
+        else:
+            images[release, arch] = image.ensure(release, arch, debian, warn)
+    flashed = {n: Flash(*chosen[n], images[chosen[n]]) for n in chosen}
+    return design(
         name,
         cluster.cluster.name,
         cluster.network.subnet,
         cluster.network.interface,
         list(cluster.nodes),
-        image.image_id(package_list),
+        flashed,
+        imager.first_user(list(cluster.users)),
     )
-    return lab, package_list
 
 
 def up(
@@ -135,43 +212,50 @@ def up(
     name: str | None = None,
     warn: host.Warn = log.warning,
     timeout: float | None = None,
+    cards: Cards | None = None,
 ) -> LabStatus:
     """Bring the lab of this spec up, or mend it: returns once every node answers SSH.
 
     Idempotent: what exists is kept (a node's disk, its keys, a running node), what is missing
-    is made, nodes no longer in the spec are removed.
+    is made, nodes no longer in the spec are removed. A node asked for with another release or
+    architecture than it has is flashed again: its disk starts anew.
     """
     host.preflight()
     name = lab_name(cluster, name)
-    lab, package_list = _design(cluster, name)
     with _locked(name):
         built = Blueprint.load(name)
+        lab = _design(cluster, name, cards or Cards(), built, warn)
         if built:
             _check_same_network(built, lab)
-        if built and built.image != lab.image and _has_disks(built):
-            warn(
-                f"lab {name} runs on an image built for another package list; its nodes keep it "
-                f"(`picl lab down` and `picl lab up` to rebuild it)"
-            )
-            lab = replace(lab, image=built.image)
-        else:
-            image.ensure(package_list, warn)
-        if built:
-            gone = {n.name for n in built.nodes} - {n.name for n in lab.nodes}
+            lab = replace(lab, first_user=built.first_user or lab.first_user)
+            keep = {n.name for n in lab.nodes}
+            reflash = [
+                n for n in lab.nodes if n.name in {b.name for b in built.nodes}
+                and built.node(n.name).flash != n.flash
+            ]  # fmt: skip
+            for n in reflash:
+                was = built.node(n.name)
+                warn(
+                    f"node {n.name}: flashing its card again ({was.release} {was.arch} -> "
+                    f"{n.release} {n.arch}); its disk starts anew"
+                )
+            gone = [n for n in built.nodes if n.name not in keep]
+            gone += [built.node(n.name) for n in reflash]
             if gone:
-                _teardown_nodes(built, [built.node(g) for g in sorted(gone)])
+                _teardown_nodes(built, gone)
         lab.save()
         host.ensure_nspawn_runtime()
         host.ensure_inotify(_nodes_on_host(lab), warn)
         public_key = ssh.ensure_key(lab)
         network.ensure_switch(lab)
+        mirror.start_proxy(lab, mirror.configured())
         found = node.processes(name)
         for n in lab.nodes:
             if node.is_powered(n, found) and not _wired(n, found):
                 log.info("node %s lost its network namespace: restarting it", n.name)
                 _cut_power(lab, n, found)
             network.ensure_cable(lab, n)
-            node.mount_disk(n, lab.image)
+            node.mount_disk(n)
             node.provision(lab, n, public_key)
         ssh.write_client_files(lab)
         found = node.processes(name)
@@ -193,6 +277,7 @@ def down(name: str) -> bool:
         if lab is None and not found and not mounted and not (STATE / name).exists():
             (LOCKS / f"{name}.lock").unlink(missing_ok=True)
             return False
+        mirror.stop_proxy(name)
         if lab:
             _teardown_nodes(lab, list(lab.nodes))
             network.remove(lab.namespace)
@@ -214,6 +299,7 @@ def down_all() -> list[str]:
     """Remove every picl lab on this machine, including what crashed runs left; their names."""
     host.preflight(())
     removed = [name for name in labs_on_host() if down(name)]
+    mirror.stop_proxy()  # of labs whose state is gone
     # Namespaces of labs whose state is gone: nothing of theirs runs any more (see above).
     for namespace in network.namespaces():
         if namespace.startswith("picl-"):
@@ -231,6 +317,7 @@ def labs_on_host() -> list[str]:
     """Every lab with anything on this machine: state, processes or mounts."""
     names = set(lab_names())
     names |= {p.lab for p in node.processes()}
+    names |= set(mirror.proxies())
     names |= {Path(t).relative_to(STATE).parts[0] for t in _mounts_under(STATE) if Path(t) != STATE}
     return sorted(names)
 
@@ -250,6 +337,9 @@ def status(name: str, check_ssh: bool = True) -> LabStatus | None:
             namespace=n.namespace,
             running=n in running,
             ssh=answering.get(n.name, False) if check_ssh else None,
+            release=n.release,
+            arch=n.arch,
+            image=n.image,
         )
         for n in lab.nodes
     ]
@@ -260,7 +350,7 @@ def status(name: str, check_ssh: bool = True) -> LabStatus | None:
         namespace=lab.namespace,
         address=lab.address,
         subnet=lab.subnet,
-        image=lab.image,
+        proxy=mirror.proxy_url(lab) if mirror.proxies(lab.name) else None,
         nodes=nodes,
     )
 
@@ -298,8 +388,10 @@ def start(name: str, node_name: str, timeout: float | None = None) -> bool:
         found = node.processes(name)
         started = not node.is_powered(target, found)
         if started:
+            if target.arch != pios.native_arch():
+                host.ensure_emulation(target.arch)  # gone when this machine rebooted
             network.ensure_cable(lab, target)
-            node.mount_disk(target, lab.image)
+            node.mount_disk(target)
             node.power_on(lab, target)
         _wait_answering(lab, [target], timeout)
     return started
@@ -378,10 +470,6 @@ def _check_same_network(built: Blueprint, wanted: Blueprint) -> None:
             f"lab {built.name} was built for another network ({what}): "
             f"`picl lab down` and `picl lab up` to build it again"
         )
-
-
-def _has_disks(lab: Blueprint) -> bool:
-    return any(host.is_mounted(n.root) for n in lab.nodes)
 
 
 def _nodes_on_host(lab: Blueprint) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -29,7 +30,16 @@ MACHINE_NAME_MAX = 64
 class SpecNode(Protocol):
     name: str
     address: ipaddress.IPv4Address
-    packages: list[str]
+
+
+@dataclass(frozen=True)
+class Flash:
+    """What is on a node's card: a Raspberry Pi OS release for an architecture, as an image."""
+
+    release: str
+    arch: str
+    image: str
+    """The image id (see picl.lab.image) the node's overlay stands on."""
 
 
 def check_name(name: str) -> str:
@@ -48,6 +58,13 @@ class NodeBlueprint:
     name: str
     address: str
     index: int
+    release: str
+    arch: str
+    image: str
+
+    @property
+    def flash(self) -> Flash:
+        return Flash(self.release, self.arch, self.image)
 
     @property
     def dir(self) -> Path:
@@ -90,8 +107,8 @@ class Blueprint:
     interface: str
     address: str
     """The lab network's own address on the bridge: where `lab exec` and `--lab` run from."""
-    image: str
-    """The image id (see picl.lab.image) the nodes' overlays stand on."""
+    first_user: str
+    """The account the imager made on every node's card (uid 1000, sudo)."""
     nodes: tuple[NodeBlueprint, ...]
 
     @property
@@ -131,7 +148,10 @@ class Blueprint:
         path = STATE / name / "lab.json"
         try:
             data = json.loads(path.read_text())
-            nodes = tuple(NodeBlueprint(**n) for n in data.pop("nodes"))
+            # A lab from before releases: one image for all (so that `down` can remove it).
+            legacy = {"release": "bookworm", "arch": "amd64", "image": data.pop("image", "")}
+            data.setdefault("first_user", "")
+            nodes = tuple(NodeBlueprint(**{**legacy, **n}) for n in data.pop("nodes"))
             return cls(nodes=nodes, **data)
         except FileNotFoundError:
             return None
@@ -165,9 +185,11 @@ def design(
     subnet: ipaddress.IPv4Network,
     interface: str,
     nodes: list[SpecNode],
-    image: str,
+    flashed: Mapping[str, Flash],
+    first_user: str,
 ) -> Blueprint:
-    """Lab `name` for a spec's network and nodes; a PiclError if the lab cannot build them."""
+    """Lab `name` for a spec's network and nodes, each with what is on its card (`flashed`, by
+    node name); a PiclError if the lab cannot build them."""
     check_name(name)
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", interface) or interface in (".", ".."):
         raise PiclError(f"network.interface {interface!r}: not a Linux interface name")
@@ -192,9 +214,17 @@ def design(
         subnet=str(subnet),
         interface=interface,
         address=str(own),
-        image=image,
+        first_user=first_user,
         nodes=tuple(
-            NodeBlueprint(lab=name, name=n.name, address=str(n.address), index=i)
+            NodeBlueprint(
+                lab=name,
+                name=n.name,
+                address=str(n.address),
+                index=i,
+                release=flashed[n.name].release,
+                arch=flashed[n.name].arch,
+                image=flashed[n.name].image,
+            )
             for i, n in enumerate(nodes)
         ),
     )

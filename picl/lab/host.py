@@ -141,3 +141,46 @@ def ensure_inotify(nodes: int, warn: Warn) -> None:
         f"raised fs.inotify.max_user_instances from {current} to {target}: systemd in "
         f"{nodes} containers needs more than {current} (it is back to the default at reboot)"
     )
+
+
+# Architectures other than this machine's run under qemu-user, through binfmt_misc.
+QEMU = {"arm64": "aarch64"}
+EMULATION_PACKAGES = ("qemu-user-static", "binfmt-support")
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+
+
+def ensure_emulation(arch: str, warn: Warn = log.warning) -> None:
+    """Make this machine run `arch` programs (qemu-user, binfmt_misc), installing qemu if needed.
+
+    The handler must be registered with the F flag (the kernel holds the interpreter open), so
+    programs inside a node's root run without qemu in it.
+    """
+    cpu = QEMU.get(arch)
+    if cpu is None:
+        raise PiclError(f"architecture {arch!r}: this machine cannot emulate it (only arm64)")
+    if shutil.which(f"qemu-{cpu}-static") is None or shutil.which("update-binfmts") is None:
+        warn(
+            f"installing {' '.join(EMULATION_PACKAGES)} for {arch} nodes "
+            "(Debian's, about 400 MB; once)"
+        )
+        install = ["apt-get", "install", "-y", "-q", *EMULATION_PACKAGES]
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if subprocess.run(install, capture_output=True, env=env).returncode != 0:
+            run(["apt-get", "update", "-q"])
+            proc = subprocess.run(install, capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                raise PiclError(
+                    f"{arch} nodes need {' and '.join(EMULATION_PACKAGES)}: "
+                    f"`{' '.join(install)}` failed: {proc.stderr.strip().splitlines()[-1:]}"
+                )
+    if not (BINFMT / "status").exists():
+        run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)])
+    handler = BINFMT / f"qemu-{cpu}"
+    if not handler.exists() or "enabled" not in handler.read_text().splitlines()[:1]:
+        run(["update-binfmts", "--enable", f"qemu-{cpu}"])
+    flags = [line for line in handler.read_text().splitlines() if line.startswith("flags:")]
+    if not flags or "F" not in flags[0].split(":", 1)[1]:
+        raise PiclError(
+            f"{handler}: registered without the F flag, so nodes would need qemu inside them: "
+            f"`update-binfmts --disable qemu-{cpu}` and register it with --fix-binary yes"
+        )

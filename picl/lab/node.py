@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from picl.errors import PiclError
-from picl.lab import host, image
+from picl.lab import host, image, imager, mirror, pios
 from picl.lab.blueprint import NETNS, STATE, Blueprint, NodeBlueprint
 from picl.lab.supervisor import CGROUP_TOP, cgroup_roots
 
@@ -50,6 +50,17 @@ never-default=true
 method=auto
 addr-gen-mode=stable-privacy
 """
+# bullseye: dhcpcd is in charge; a static address is a block of dhcpcd.conf (no `routers`:
+# no gateway, as above).
+DHCPCD_CONF = "etc/dhcpcd.conf"
+DHCPCD_BLOCK = """
+# picl lab: the wired link's static address
+interface {interface}
+static ip_address={address}/{prefixlen}
+"""
+# How a site points apt at its proxy (pi-gen writes the same when built with APT_PROXY).
+APT_PROXY_CONF = "etc/apt/apt.conf.d/51cache"
+FLASHED = "flashed"  # in the node's directory: its card was made (once, when its disk was new)
 SUPERVISOR_LOG = "supervisor.log"
 # With a network namespace of our own making nspawn keeps /proc/sys/net read-only, where
 # NetworkManager must write: this is nspawn's documented switch for exactly that.
@@ -70,15 +81,15 @@ class Process:
 # -- the disk ------------------------------------------------------------------------------
 
 
-def mount_disk(node: NodeBlueprint, image_id: str) -> None:
+def mount_disk(node: NodeBlueprint) -> None:
     """Mount the node's overlay (idempotent): the image below, the node's own changes above."""
     if host.is_mounted(node.root):
         return
     for path in (node.upper, node.work, node.root):
         path.mkdir(parents=True, exist_ok=True)
-    lower = image.rootfs(image_id)
+    lower = image.rootfs(node.image)
     if not lower.is_dir():
-        raise PiclError(f"node {node.name}: its image {image_id} is gone from {image.CACHE}")
+        raise PiclError(f"node {node.name}: its image {node.image} is gone from {image.IMAGES}")
     options = f"lowerdir={lower},upperdir={node.upper},workdir={node.work}"
     host.run(["mount", "-t", "overlay", "overlay", "-o", options, str(node.root)])
 
@@ -95,13 +106,19 @@ def unmount_disks(lab_dir: Path) -> None:
 
 
 def provision(lab: Blueprint, node: NodeBlueprint, authorized_key: str) -> None:
-    """Give a node what a freshly set-up board has: its name, identity, host key, address, root key.
+    """Give a node what a freshly set-up board has: the imager's settings (its name, the first
+    user), its identity and host key, its wired address, and what the lab needs: root's key and
+    the lab's apt proxy.
 
     Only what is missing is written: a node's disk keeps what happened to it since.
     """
     root = node.root
-    if not (node.upper / "etc/hostname").exists():  # the image's, not one of this node's own
-        (root / "etc/hostname").write_text(f"{node.name}\n")
+    if not (node.dir / FLASHED).exists():
+        if node.release == pios.LEGACY:
+            (root / "etc/hostname").write_text(f"{node.name}\n")
+        else:
+            imager.customise(root, node.name, lab.first_user)
+        (node.dir / FLASHED).write_text(f"{node.release} {node.arch} {node.image}\n")
     machine_id = root / "etc/machine-id"
     if not machine_id.read_text().strip():
         machine_id.write_text(f"{uuid.uuid4().hex}\n")
@@ -117,6 +134,30 @@ def provision(lab: Blueprint, node: NodeBlueprint, authorized_key: str) -> None:
         with open(keys, "a") as f:
             f.write(f"{separator}{authorized_key.strip()}\n")
         keys.chmod(0o600)
+    proxy = root / APT_PROXY_CONF
+    setting = f'Acquire::http {{ Proxy "{mirror.proxy_url(lab)}"; }};\n'
+    if not proxy.exists() or proxy.read_text() != setting:
+        proxy.write_text(setting)
+    if pios.release(node.release).network == "dhcpcd":
+        _dhcpcd_address(lab, node)
+    else:
+        _networkmanager_address(lab, node)
+
+
+def _dhcpcd_address(lab: Blueprint, node: NodeBlueprint) -> None:
+    """The static address in dhcpcd.conf, as a bullseye user writes it."""
+    conf = node.root / DHCPCD_CONF
+    present = conf.read_text() if conf.exists() else ""
+    if f"\ninterface {lab.interface}\n" not in f"\n{present}":
+        block = DHCPCD_BLOCK.format(
+            interface=lab.interface, address=node.address, prefixlen=lab.prefixlen
+        )
+        conf.write_text(present + ("" if present.endswith("\n") or not present else "\n") + block)
+
+
+def _networkmanager_address(lab: Blueprint, node: NodeBlueprint) -> None:
+    """The static address as a NetworkManager profile, as a bookworm user saves it."""
+    root = node.root
     profile = root / f"etc/NetworkManager/system-connections/{NM_PROFILE}.nmconnection"
     if not profile.exists():
         profile.parent.mkdir(parents=True, exist_ok=True)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import pytest
 
 from picl.errors import PiclError
-from picl.lab import host, image
-from picl.lab.blueprint import design, lab_address
+from picl.lab import host
+from picl.lab import legacy as image
+from picl.lab.blueprint import Flash, design, lab_address
+
+# Every node of these labs has the same card.
+CARDS = defaultdict(lambda: Flash("bookworm", "amd64", "img"))
 
 
 @dataclass
@@ -28,16 +33,18 @@ THREE = nodes(("node0", "10.1.10.240"), ("node1", "10.1.10.241"), ("node2", "10.
 
 
 def test_names_and_wiring() -> None:
-    lab = design("arrakis", "arrakis", NET, "eth0", THREE, "img")
+    lab = design("arrakis", "arrakis", NET, "eth0", THREE, CARDS, "pi")
     assert lab.namespace == "picl-arrakis-net"
     assert lab.address == "10.1.10.254"
     assert [n.namespace for n in lab.nodes] == [f"picl-arrakis-node{i}" for i in range(3)]
     assert [n.veth for n in lab.nodes] == ["ve-node0", "ve-node1", "ve-node2"]
     assert str(lab.nodes[0].root) == "/var/lib/picl/lab/arrakis/nodes/node0/root"
+    assert [(n.release, n.arch, n.image) for n in lab.nodes] == [("bookworm", "amd64", "img")] * 3
+    assert lab.first_user == "pi"
 
 
 def test_long_node_names_get_short_interface_names() -> None:
-    lab = design("a", "a", NET, "eth0", nodes(("a-very-long-node-name", "10.1.10.1")), "img")
+    lab = design("a", "a", NET, "eth0", nodes(("a-very-long-node-name", "10.1.10.1")), CARDS, "pi")
     assert lab.nodes[0].veth == "ve-n0"
     assert len(lab.nodes[0].veth) <= 15
 
@@ -80,7 +87,7 @@ def test_specs_the_lab_cannot_build(
     name: str, subnet: ipaddress.IPv4Network, interface: str, pairs: list, message: str
 ) -> None:
     with pytest.raises(PiclError, match=message):
-        design(name, "c", subnet, interface, nodes(*pairs), "img")
+        design(name, "c", subnet, interface, nodes(*pairs), CARDS, "pi")
 
 
 def test_the_image_is_keyed_by_its_package_list() -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from picl import lab as labs
 from picl.errors import PiclError
+from picl.lab import mirror
 from picl.lab import node as nodes
 from picl.lab.blueprint import STATE
 from picl.spec import load
@@ -27,6 +28,7 @@ def leftovers(name: str) -> list[str]:
     mounts = Path("/proc/mounts").read_text().splitlines()
     found += [line for line in mounts if f"{STATE}/{name}/" in line]
     found += [f"process {p.pid} ({p.kind})" for p in nodes.processes(name)]
+    found += [f"apt proxy {pid}" for pid in mirror.proxies(name).values()]
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     found += [line for line in ps.splitlines() if f"{STATE}/{name}/" in line]
     if (STATE / name).exists():
