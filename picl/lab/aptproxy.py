@@ -58,14 +58,19 @@ def upstream_url(url: str, mirrors: dict[str, str]) -> str | None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "http" or parts.query or parts.fragment or parts.username or parts.password:
         return None
-    if "%" in parts.path or any(seg in (".", "..") for seg in parts.path.split("/")):
-        return None  # no escapes and no dot segments: the path is compared as the mirror sees it
+    seen = urllib.parse.unquote(parts.path)  # the path as the mirror reads it (apt escapes +)
+    if any(seg in (".", "..") for seg in seen.split("/")) or "\\" in seen or "\0" in seen:
+        return None
     host = (parts.hostname or "").lower()
     port = f":{parts.port}" if parts.port not in (None, 80) else ""
-    asked = f"http://{host}{port}{parts.path}"
     for prefix, upstream in mirrors.items():
-        if asked.startswith(prefix.rstrip("/") + "/"):
-            return upstream.rstrip("/") + asked[len(prefix.rstrip("/")) :]
+        base = prefix.rstrip("/")
+        path = urllib.parse.urlsplit(base).path
+        # Below the mirror's path both as asked and as read: an escaped prefix is refused.
+        if f"http://{host}{port}{seen}".startswith(base + "/") and parts.path.startswith(
+            path + "/"
+        ):
+            return upstream.rstrip("/") + parts.path[len(path) :]
     return None
 
 

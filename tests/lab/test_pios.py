@@ -310,6 +310,8 @@ MIRRORS = {
         ("http://deb.debian.org/debian/dists/bookworm/InRelease", "http://deb.debian.org/debian/dists/bookworm/InRelease"),
         ("http://DEB.debian.org:80/debian/pool/main/h/hello/hello_2.10-3_amd64.deb", "http://deb.debian.org/debian/pool/main/h/hello/hello_2.10-3_amd64.deb"),
         ("http://deb.debian.org/debian-security/dists/x", "https://deb.debian.org/debian-security/dists/x"),
+        # apt escapes + (and the mirror reads it back).
+        ("http://deb.debian.org/debian/pool/main/g/git/git_2.39.5-0%2bdeb12u3_amd64.deb", "http://deb.debian.org/debian/pool/main/g/git/git_2.39.5-0%2bdeb12u3_amd64.deb"),
         # Anything else is refused: other hosts, ports, paths, schemes, tricks.
         ("http://example.com/debian/dists/x", None),
         ("http://deb.debian.org/debianx/dists", None),
@@ -319,6 +321,9 @@ MIRRORS = {
         ("https://deb.debian.org/debian/dists/x", None),
         ("http://deb.debian.org/debian/../../etc/passwd", None),
         ("http://deb.debian.org/debian/%2e%2e/secret", None),
+        ("http://deb.debian.org/debian%2f..%2f..%2fsecret", None),
+        ("http://deb.debian.org/%64ebian/dists/x", None),  # not how apt asks: refused
+        ("http://deb.debian.org/debian/dists/%5c..%5csecret", None),
         ("http://deb.debian.org/debian/dists/x?redirect=http://evil", None),
         ("http://user:pw@deb.debian.org/debian/dists/x", None),
         ("http://deb.debian.org.evil.example/debian/dists/x", None),
