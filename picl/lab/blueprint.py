@@ -10,9 +10,9 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from picl.errors import PiclError
 
@@ -151,14 +151,22 @@ class Blueprint:
             # A lab from before releases: one image for all (so that `down` can remove it).
             legacy = {"release": "bookworm", "arch": "amd64", "image": data.pop("image", "")}
             data.setdefault("first_user", "")
-            nodes = tuple(NodeBlueprint(**{**legacy, **n}) for n in data.pop("nodes"))
-            return cls(nodes=nodes, **data)
+            nodes = tuple(
+                NodeBlueprint(**_known(NodeBlueprint, {**legacy, **n})) for n in data.pop("nodes")
+            )
+            return cls(nodes=nodes, **_known(cls, data))
         except FileNotFoundError:
             return None
         except (ValueError, TypeError, KeyError) as exc:
             raise PiclError(
                 f"{path}: unreadable lab state ({exc}); `picl lab down --all`"
             ) from None
+
+
+def _known(kind: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields `kind` has: a lab saved by another version of picl may have more."""
+    names = {f.name for f in fields(kind)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def lab_address(
