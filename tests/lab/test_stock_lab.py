@@ -86,7 +86,7 @@ def test_the_wired_address_comes_from_the_releases_network_stack(mixed: Lab) -> 
     # bullseye: dhcpcd holds it, NetworkManager is installed but not running.
     mixed.ssh("node2", "systemctl is-active dhcpcd")
     assert mixed.ssh("node2", "grep -A1 '^interface eth0' /etc/dhcpcd.conf").stdout.split() == [
-        "interface", "eth0", f"static ip_address={mixed.address('node2')}/24"
+        "interface", "eth0", "static", f"ip_address={mixed.address('node2')}/24"
     ]  # fmt: skip
     mixed.ssh("node2", "dpkg-query -W network-manager")
     assert mixed.ssh("node2", "systemctl is-active NetworkManager", check=False).returncode != 0
