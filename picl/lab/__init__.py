@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from picl.errors import PiclError
-from picl.lab import host, image, imager, legacy, mirror, network, node, pios, ssh
+from picl.lab import host, image, imager, mirror, network, node, pios, ssh
 from picl.lab.blueprint import (
     BRIDGE,
     LOCKS,
@@ -186,15 +186,9 @@ def _design(
     for arch in sorted({arch for _, arch in chosen.values()} - {pios.native_arch()}):
         host.ensure_emulation(arch, warn)
     debian = mirror.configured()
-    images = {}
-    for release, arch in sorted(set(chosen.values())):
-        if release == pios.LEGACY:
-            if arch != pios.native_arch():
-                raise PiclError(f"the {pios.LEGACY} image is for {pios.native_arch()} only")
-            spec_packages = [*cluster.packages.all, *(p for n in cluster.nodes for p in n.packages)]
-            images[release, arch] = legacy.ensure(legacy.packages(spec_packages), warn)
-        else:
-            images[release, arch] = image.ensure(release, arch, debian, warn)
+    images = {
+        wanted: image.ensure(*wanted, debian, warn) for wanted in sorted(set(chosen.values()))
+    }
     flashed = {n: Flash(*chosen[n], images[chosen[n]]) for n in chosen}
     return design(
         name,

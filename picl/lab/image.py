@@ -108,8 +108,6 @@ def image_id(release: str, arch: str, mirror: Mirror) -> str:
 
 
 def rootfs(image: str) -> Path:
-    if not (IMAGES / image).is_dir() and (CACHE / image).is_dir():
-        return CACHE / image / "rootfs"  # the former image (picl.lab.legacy)
     return IMAGES / image / "rootfs"
 
 

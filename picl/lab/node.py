@@ -114,10 +114,7 @@ def provision(lab: Blueprint, node: NodeBlueprint, authorized_key: str) -> None:
     """
     root = node.root
     if not (node.dir / FLASHED).exists():
-        if node.release == pios.LEGACY:
-            (root / "etc/hostname").write_text(f"{node.name}\n")
-        else:
-            imager.customise(root, node.name, lab.first_user)
+        imager.customise(root, node.name, lab.first_user)
         (node.dir / FLASHED).write_text(f"{node.release} {node.arch} {node.image}\n")
     machine_id = root / "etc/machine-id"
     if not machine_id.read_text().strip():

@@ -16,9 +16,7 @@ from pathlib import Path
 from picl.errors import PiclError
 
 LISTS = Path(__file__).with_name("pios")
-# The lab's former image (picl.lab.legacy), the default until the stock images replace it.
-LEGACY = "debian-lab"
-DEFAULT = LEGACY
+DEFAULT = "bookworm"
 ARCHES = ("amd64", "arm64")
 LEFT_OUT = "left out"
 # What the imager's first user is given on Raspberry Pi OS (pi-gen, stage2/01-sys-tweaks):
@@ -79,8 +77,6 @@ class Group:
 
 def release(name: str) -> Release:
     """The release called `name`, or a PiclError naming those there are."""
-    if name == LEGACY:
-        return Release(LEGACY, "/boot/firmware", "NetworkManager", ("main",), False)
     try:
         return RELEASES[name]
     except KeyError:

@@ -10,7 +10,6 @@ import pytest
 
 from picl.errors import PiclError
 from picl.lab import host
-from picl.lab import legacy as image
 from picl.lab.blueprint import Flash, design, lab_address
 
 # Every node of these labs has the same card.
@@ -88,17 +87,6 @@ def test_specs_the_lab_cannot_build(
 ) -> None:
     with pytest.raises(PiclError, match=message):
         design(name, "c", subnet, interface, nodes(*pairs), CARDS, "pi")
-
-
-def test_the_image_is_keyed_by_its_package_list() -> None:
-    base = image.packages([])
-    with_htop = image.packages(["htop"])
-    assert with_htop[-1] == "htop" and set(base) < set(with_htop)
-    assert image.image_id(base) != image.image_id(with_htop)
-    assert image.image_id(image.packages(["b", "a", "a"])) == image.image_id(
-        image.packages(["a", "b"])
-    )
-    assert image.packages(["sudo"]) == base  # already in the base: the same image
 
 
 def test_preflight_says_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -82,6 +82,8 @@ def test_status_json(lab) -> None:
 
 def test_git_push_to_a_node_just_works_inside_the_lab(lab, tmp_path) -> None:
     node = lab.blueprint.nodes[0]
+    # Raspberry Pi OS Lite has no git: installed as a user would, through the lab's apt proxy.
+    lab.ssh(node.name, "command -v git || (apt-get -q update && apt-get -q -y install git)")
     lab.ssh(node.name, "rm -rf /root/push-test.git && git init -q --bare /root/push-test.git")
     work = tmp_path / "work"
     git = ["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]

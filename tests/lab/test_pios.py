@@ -138,14 +138,14 @@ def built(*cards: tuple[str, str, str]) -> Blueprint:
 @pytest.mark.parametrize(
     ("os_options", "arch_options", "was", "expected"),
     [
-        ((), (), None, {n: (pios.DEFAULT, "amd64") for n in NODES}),
+        ((), (), None, {n: ("bookworm", "amd64") for n in NODES}),
         (("trixie",), (), None, {n: ("trixie", "amd64") for n in NODES}),
         (
             ("node1=trixie", "node2=bullseye"),
             ("node0=arm64",),
             None,
             {
-                "node0": (pios.DEFAULT, "arm64"),
+                "node0": ("bookworm", "arm64"),
                 "node1": ("trixie", "amd64"),
                 "node2": ("bullseye", "amd64"),
             },
@@ -157,12 +157,12 @@ def built(*cards: tuple[str, str, str]) -> Blueprint:
         }),
         # What is not asked for stays as it was made.
         ((), (), built(("node0", "trixie", "arm64")), {
-            "node0": ("trixie", "arm64"), "node1": (pios.DEFAULT, "amd64"),
-            "node2": (pios.DEFAULT, "amd64"),
+            "node0": ("trixie", "arm64"), "node1": ("bookworm", "amd64"),
+            "node2": ("bookworm", "amd64"),
         }),
         (("node0=bookworm",), (), built(("node0", "trixie", "arm64")), {
-            "node0": ("bookworm", "arm64"), "node1": (pios.DEFAULT, "amd64"),
-            "node2": (pios.DEFAULT, "amd64"),
+            "node0": ("bookworm", "arm64"), "node1": ("bookworm", "amd64"),
+            "node2": ("bookworm", "amd64"),
         }),
     ],
 )  # fmt: skip
