@@ -24,7 +24,7 @@ from picl.deploy.commands import apt_install
 from picl.deploy.connection import Connection
 from picl.reconciler.paths import UNIT_NAME, Paths
 from picl.reconciler.primary import ssh
-from picl.reconciler.verify import allowed_signers
+from picl.reconciler.verify import UNSIGNED, allowed_signers
 from picl.reconciler.wheelhouse import PROBE, Platform, build
 from picl.spec import Cluster, Node
 
@@ -97,7 +97,6 @@ def prepare_script(paths: Paths, cluster: Cluster) -> str:
     q = shlex.quote
     repo, venv, wheels = q(str(paths.repository)), q(str(paths.venv)), q(str(paths.wheelhouse))
     key = q(str(paths.key))
-    signers = allowed_signers(list(cluster.agent.signed_by))
     return "\n".join([
         "set -eu",
         # A freshly flashed primary has no git: the repository needs it.
@@ -121,11 +120,18 @@ def prepare_script(paths: Paths, cluster: Cluster) -> str:
         f"git config --system --add safe.directory {repo}",
         f"[ -f {key} ] || ssh-keygen -q -t ed25519 -N '' "
         f"-C {q(f'picl-agent@{cluster.cluster.name}')} -f {key}",
-        # The trust anchor for signed commits: set once, then moved only by signed commits.
-        f"[ -e {q(str(paths.allowed_signers))} ] || printf %s {q(signers)} > "
-        f"{q(str(paths.allowed_signers))}" if signers else "true",
+        anchor_script(paths, cluster),
         f"cat {key}.pub",
     ])
+
+
+def anchor_script(paths: Paths, cluster: Cluster) -> str:
+    """On the primary: the trust anchor for signed commits, the spec's signed_by, unless the
+    agent has one (moved since only by accepted commits); again when lost, empty or keyless."""
+    q = shlex.quote
+    signers, path = allowed_signers(list(cluster.agent.signed_by)), q(str(paths.allowed_signers))
+    return (f"grep -qs '^[^#[:space:]]' {path} || grep -qsxF {q(UNSIGNED)} {path} || "
+            f"{{ printf %s {q(signers)} > {path}.new && mv -f {path}.new {path}; }}")
 
 
 def start_script(paths: Paths, cluster: Cluster, led_backend: str) -> str:

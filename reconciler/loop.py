@@ -223,7 +223,7 @@ class Reconciler:
         return self._converge(cluster, revision.sha)
 
     def _verify(self, sha: str, clock_sane: bool) -> None:
-        if not trusted_keys(self.paths.allowed_signers):
+        if trusted_keys(self.paths.allowed_signers) is None:  # raises when the file is lost
             return
         if not clock_sane:
             raise Waiting("ClockNotSet", "the clock is not set yet: a new revision's signature "
@@ -250,11 +250,7 @@ class Reconciler:
 
     def _accept(self, cluster: Cluster) -> None:
         """A revision that loads becomes the trusted one: its signers check the next."""
-        keys = list(cluster.agent.signed_by)
-        if keys:
-            replace_file(self.paths.allowed_signers, allowed_signers(keys))
-        else:
-            self.paths.allowed_signers.unlink(missing_ok=True)
+        replace_file(self.paths.allowed_signers, allowed_signers(list(cluster.agent.signed_by)))
         self.cluster = cluster
         self.status = replace(self.status, cluster=cluster.cluster.name,
                               mode=cluster.agent.mode)

@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 
 from picl.errors import PiclError
-from picl.reconciler.install import authorize_script, environment, known_hosts, unit
+from picl.reconciler.install import (
+    anchor_script,
+    authorize_script,
+    environment,
+    known_hosts,
+    unit,
+)
 from picl.reconciler.paths import Paths
+from picl.reconciler.verify import UNSIGNED
 from picl.reconciler.wheelhouse import Platform, requirements
 from picl.spec import load
 from tests.reconciler.test_loop import spec
@@ -111,3 +118,27 @@ def test_authorize_adds_the_key_once(tmp_path: Path) -> None:
     for _ in range(2):
         subprocess.run(["sh", "-c", script], check=True)
     assert (home / ".ssh" / "authorized_keys").read_text() == f"{key}\n"
+
+
+KEPT = 'signer1 namespaces="git" ssh-ed25519 AAAAkept\n'
+
+
+# What the primary's allowed-signers file holds before an install -> after (the spec: unsigned)
+ANCHORS = [
+    (None, f"{UNSIGNED}\n"),  # a first install, or a lost file
+    ("", f"{UNSIGNED}\n"),
+    ("# only a comment\n", f"{UNSIGNED}\n"),
+    (KEPT, KEPT),  # moved by an accepted commit since: kept
+    (f"{UNSIGNED}\n", f"{UNSIGNED}\n"),
+]
+
+
+@pytest.mark.parametrize(("before", "after"), ANCHORS)
+def test_the_trust_anchor_is_written_unless_the_agent_has_one(
+        tmp_path: Path, cluster, before: str | None, after: str) -> None:  # noqa: ANN001
+    paths = Paths(tmp_path)
+    paths.state.mkdir(parents=True)
+    if before is not None:
+        paths.allowed_signers.write_text(before)
+    subprocess.run(["sh", "-c", anchor_script(paths, cluster)], check=True)
+    assert paths.allowed_signers.read_text() == after

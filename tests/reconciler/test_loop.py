@@ -21,7 +21,7 @@ from picl.reconciler.status import NodeStatus, Result, began
 from picl.reconciler.store import Store
 from picl.reconciler.verify import trusted_keys
 from picl.spec import Cluster
-from tests.reconciler.conftest import Clone, git, keygen
+from tests.reconciler.conftest import Clone, git, gpg_keygen, keygen
 
 NOW = CLOCK_FLOOR + 86_400.0 * 100
 
@@ -153,17 +153,22 @@ def test_a_rewritten_history_is_refused(agent: Offline, clone: Clone) -> None:
     assert len(agent.converged) == 1
 
 
-def test_signed_commits_only(agent: Offline, clone: Clone, tmp_path: Path) -> None:
+def test_signed_commits_only(agent: Offline, clone: Clone, tmp_path: Path,
+                             gnupg: Path) -> None:
     alice = keygen(tmp_path / "alice", "alice")
     keygen(tmp_path / "mallory", "mallory")
+    root_trusts = gpg_keygen(gnupg, "Mallory <mallory@example.org>")  # in root's keyring
     first = clone.commit({"cluster.toml": spec(signed_by=alice)}, "first",
                          key=tmp_path / "alice")
     clone.push()
     agent.reconcile("push")
     assert agent.status.revision.applied == first
     assert trusted_keys(agent.paths.allowed_signers) == [" ".join(alice.split()[:2])]
-    for key, who in ((None, "not signed"), (tmp_path / "mallory", "does not list")):
-        refused = clone.commit({"cluster.toml": spec(shell="/bin/sh")}, "sneaky", key=key)
+    for key, gpg, who in ((None, None, "not signed"),
+                          (tmp_path / "mallory", None, "does not list"),
+                          (None, root_trusts, "signed with OpenPGP")):
+        refused = clone.commit({"cluster.toml": spec(shell="/bin/sh")}, "sneaky", key=key,
+                               gpg=gpg)
         clone.push()
         agent.reconcile("push")
         assert agent.conditions()["Stalled"] == ("True", "VerificationFailed")
@@ -182,11 +187,45 @@ def test_signed_commits_only(agent: Offline, clone: Clone, tmp_path: Path) -> No
     clone.push()
     agent.reconcile("push")
     assert agent.status.revision.applied == signed
-    assert not agent.paths.allowed_signers.exists()
+    assert trusted_keys(agent.paths.allowed_signers) is None  # says so, in so many words
     unsigned = clone.commit({"cluster.toml": spec(shell="/bin/sh")}, "unsigned is fine now")
     clone.push()
     agent.reconcile("push")
     assert agent.status.revision.applied == unsigned
+
+
+@pytest.mark.parametrize("lost", ["deleted", "emptied"])
+def test_a_lost_allowed_signers_file_stalls(agent: Offline, clone: Clone, tmp_path: Path,
+                                            lost: str) -> None:
+    alice = keygen(tmp_path / "alice", "alice")
+    first = clone.commit({"cluster.toml": spec(signed_by=alice)}, "first",
+                         key=tmp_path / "alice")
+    clone.push()
+    agent.reconcile("push")
+    assert agent.status.revision.applied == first
+    if lost == "deleted":
+        agent.paths.allowed_signers.unlink()
+    else:
+        agent.paths.allowed_signers.write_text("")
+    unsigned = clone.commit({"cluster.toml": spec(shell="/bin/sh")}, "unsigned")
+    clone.push()
+    agent.reconcile("push")
+    assert agent.status.revision.observed == unsigned
+    assert agent.conditions()["Stalled"] == ("True", "NoAllowedSigners")
+    assert str(agent.paths.allowed_signers) in agent.status.condition("Stalled").message
+    assert "picl agent install" in agent.status.condition("Stalled").message
+    assert agent.status.revision.applied == first
+    assert agent.status.revision.attempted == first  # never tried
+    assert [s for s, _ in agent.converged] == [first]
+
+
+def test_an_agent_without_a_trust_anchor_applies_nothing(agent: Offline, clone: Clone) -> None:
+    agent.paths.allowed_signers.unlink()  # as if install never wrote it, or it was lost
+    clone.commit({"cluster.toml": spec()}, "first")
+    clone.push()
+    agent.reconcile("push")
+    assert agent.conditions()["Stalled"] == ("True", "NoAllowedSigners")
+    assert agent.converged == []
 
 
 def test_with_the_clock_wrong_only_the_revision_already_tried_converges(
