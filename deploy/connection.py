@@ -1,7 +1,10 @@
 """How picl reaches nodes over SSH: one set of settings for pyinfra and for plain ssh.
 
-Host keys are always checked. The lab (and the agent on the primary) say which key and
-known_hosts to use through the environment, so every command works unchanged against both.
+Host keys are always checked, against the same files by both: those OpenSSH reads by default,
+the user's (`~/.ssh/known_hosts`, `known_hosts2`) then the system's (`/etc/ssh/ssh_known_hosts`,
+`ssh_known_hosts2`), so a node trusted in either is trusted by plan and apply alike. The lab
+(and the agent on the primary) say which key and known_hosts to use through the environment,
+so every command works unchanged against both.
 
 Reading a node's state goes over a shared connection (ControlMaster) that outlives the command
 for a minute: a plan, then the apply after it, cost one SSH handshake per node, not two. Other
@@ -13,7 +16,9 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,9 @@ CONTROL_PERSIST = 60  # seconds an idle shared connection stays open (as Ansible
 ALIVE = ("-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3")
 # sun_path holds 107 bytes; ssh binds `DIR/<%C: 40 hex digits>.<16 random>` and renames it.
 SOCKET_DIR_MAX = 107 - 1 - 40 - 17
+# Where OpenSSH looks for host keys unless told otherwise (ssh_config(5)), in its order.
+USER_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+GLOBAL_KNOWN_HOSTS = (Path("/etc/ssh/ssh_known_hosts"), Path("/etc/ssh/ssh_known_hosts2"))
 
 
 def control_dir(environ: Mapping[str, str]) -> Path | None:
@@ -43,25 +51,90 @@ def private_dir(path: Path) -> bool:
     return info.st_uid == os.getuid() and not info.st_mode & 0o077
 
 
+def _option_list(paths: tuple[Path, ...]) -> str:
+    """Files as one OpenSSH option value: separated by spaces, quoted where they hold one."""
+    return " ".join(f'"{p}"' if any(c.isspace() for c in str(p)) else str(p) for p in paths)
+
+
+def _key(line: str) -> tuple[str, ...]:
+    """A known_hosts line's key (type, base64), after its marker and host names."""
+    fields = line.split()
+    return tuple(fields[2:4] if fields[:1] and fields[0].startswith("@") else fields[1:3])
+
+
+def for_paramiko(lines: list[str]) -> list[str]:
+    """The known_hosts lines paramiko can read, as OpenSSH would read them.
+
+    paramiko stops reading a file at the first line it cannot parse (a `@revoked` or
+    `@cert-authority` marker, a bad key), and knows no revocation: such lines are left out,
+    with every line of a key an `@revoked` line names, which OpenSSH refuses whatever else
+    trusts it.
+    """
+    from paramiko.hostkeys import HostKeyEntry
+
+    revoked = {_key(line) for line in lines if line.startswith("@revoked")}
+    kept = []
+    for line in (line.strip() for line in lines):
+        if not line or line.startswith(("#", "@")) or _key(line) in revoked:
+            continue
+        try:
+            if HostKeyEntry.from_line(line) is not None:
+                kept.append(line)
+        except Exception:  # noqa: BLE001, S112 - whatever it raises, paramiko cannot read it
+            continue
+    return kept
+
+
 @dataclass(frozen=True)
 class Connection:
     user: str = "root"
     key: Path | None = None
-    known_hosts: Path | None = None
+    known_hosts: Path | None = None  # instead of the user's own (PICL_KNOWN_HOSTS)
     connect_timeout: int = 10
     control: Path | None = None  # directory of shared connections' sockets; None: not shared
+    global_known_hosts: tuple[Path, ...] = GLOBAL_KNOWN_HOSTS  # PICL_GLOBAL_KNOWN_HOSTS
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> Connection:
         env = os.environ if environ is None else environ
         key = env.get("PICL_SSH_KEY")
         known_hosts = env.get("PICL_KNOWN_HOSTS")
+        global_known_hosts = env.get("PICL_GLOBAL_KNOWN_HOSTS")
         return cls(
             user=env.get("PICL_SSH_USER", "root"),
             key=Path(key) if key else None,
             known_hosts=Path(known_hosts) if known_hosts else None,
             control=control_dir(env),
+            global_known_hosts=tuple(Path(p) for p in global_known_hosts.split())
+            if global_known_hosts else GLOBAL_KNOWN_HOSTS,
         )
+
+    def known_hosts_files(self) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+        """The files a node's host key is checked against, by plan and apply alike: (the
+        user's, the system's), each in OpenSSH's order."""
+        user = (self.known_hosts,) if self.known_hosts else tuple(
+            Path(p).expanduser() for p in USER_KNOWN_HOSTS)
+        return user, self.global_known_hosts
+
+    @contextmanager
+    def known_hosts_file(self) -> Iterator[Path]:
+        """Every line of `known_hosts_files`, in their order, in one private file: paramiko
+        (apply) is given one file where OpenSSH (plan) reads them all. Removed on leaving
+        (paramiko reads it when it connects)."""
+        user, system = self.known_hosts_files()
+        lines: list[str] = []
+        for path in (*user, *system):
+            try:
+                lines += path.read_text(errors="replace").splitlines()
+            except OSError:
+                continue  # missing or unreadable: OpenSSH skips it too
+        fd, name = tempfile.mkstemp(prefix="picl-known-hosts-")
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write("".join(f"{line}\n" for line in for_paramiko(lines)))
+            yield Path(name)
+        finally:
+            Path(name).unlink(missing_ok=True)
 
     def ssh_options(self, shared: bool = False) -> list[str]:
         """OpenSSH options: batch mode (never prompt), strict host keys, bounded connect; if
@@ -76,8 +149,9 @@ class Connection:
         if shared and self.control and private_dir(self.control):
             options += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control}/%C",
                         "-o", f"ControlPersist={CONTROL_PERSIST}"]
-        if self.known_hosts:
-            options += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+        user, system = self.known_hosts_files()
+        options += ["-o", f"UserKnownHostsFile={_option_list(user)}",
+                    "-o", f"GlobalKnownHostsFile={_option_list(system)}"]
         if self.key:
             options += ["-i", str(self.key), "-o", "IdentitiesOnly=yes"]
         return options
@@ -92,19 +166,18 @@ class Connection:
         remote = command if isinstance(command, str) else shlex.join(command)
         return [*argv, "--", remote]
 
-    def pyinfra_data(self) -> dict[str, Any]:
-        """Host data for pyinfra's SSH connector."""
+    def pyinfra_data(self, known_hosts: Path) -> dict[str, Any]:
+        """Host data for pyinfra's SSH connector; `known_hosts` from `known_hosts_file`."""
         timeout = self.connect_timeout
         data: dict[str, Any] = {
             "ssh_user": self.user,
             "ssh_strict_host_key_checking": "yes",
+            "ssh_known_hosts_file": str(known_hosts),
             "ssh_connect_retries": 0,
             "ssh_paramiko_connect_kwargs": {
                 "timeout": timeout, "banner_timeout": timeout, "auth_timeout": timeout,
             },
         }
-        if self.known_hosts:
-            data["ssh_known_hosts_file"] = str(self.known_hosts)
         if self.key:
             # The given key only: an agent's or ~/.ssh's keys would make runs differ by who runs.
             data.update(ssh_key=str(self.key), ssh_allow_agent=False, ssh_look_for_keys=False)

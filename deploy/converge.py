@@ -85,14 +85,16 @@ def _session(node: Node, connection: Connection) -> tuple[Any, Any, list[str]]:
     from pyinfra.api.state import StateStage
 
     logs = _pyinfra_logs()
-    data = {"ssh_hostname": str(node.address), **connection.pyinfra_data()}
     sock = _socket(str(node.address), connection.connect_timeout)
-    data["ssh_paramiko_connect_kwargs"] = {**data["ssh_paramiko_connect_kwargs"], "sock": sock}
-    inventory = Inventory(([(node.name, data)], {}))
-    state = State(inventory, Config())
-    state.set_stage(StateStage.Connect)
-    with contextlib.suppress(PyinfraError):  # a failed connect is read from the host below
-        connect_all(state)
+    with connection.known_hosts_file() as known_hosts:
+        data = {"ssh_hostname": str(node.address), **connection.pyinfra_data(known_hosts)}
+        data["ssh_paramiko_connect_kwargs"] = {**data["ssh_paramiko_connect_kwargs"],
+                                               "sock": sock}
+        inventory = Inventory(([(node.name, data)], {}))
+        state = State(inventory, Config())
+        state.set_stage(StateStage.Connect)
+        with contextlib.suppress(PyinfraError):  # a failed connect is read from the host below
+            connect_all(state)
     host = inventory.get_host(node.name)
     if not host.connected:
         raise Unreachable("unreachable: " + (_last(logs) or "cannot connect over SSH"))

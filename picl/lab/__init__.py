@@ -411,8 +411,8 @@ def enter(env: Env, argv: Sequence[str]) -> NoReturn:
     """Run this picl command again inside the lab's network: what `picl --lab ...` does.
 
     `argv` is the command line after the program name. The new process gets PICL_IN_LAB (so it
-    does not enter again), PICL_SSH_KEY and PICL_KNOWN_HOSTS (what picl's SSH layer uses),
-    PICL_SSH_CONFIG, and `ssh`/`scp` on PATH set up for the lab.
+    does not enter again), PICL_SSH_KEY, PICL_KNOWN_HOSTS and PICL_GLOBAL_KNOWN_HOSTS (what
+    picl's SSH layer uses), PICL_SSH_CONFIG, and `ssh`/`scp` on PATH set up for the lab.
     """
     host.preflight(("nsenter",))
     lab = find(os.environ.get(NAME_ENV) or env.cluster.cluster.name)

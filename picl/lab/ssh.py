@@ -92,6 +92,7 @@ def environment(lab: Blueprint) -> dict[str, str]:
         PICL_IN_LAB=lab.name,
         PICL_SSH_KEY=str(key_path(lab)),
         PICL_KNOWN_HOSTS=str(known_hosts_path(lab)),
+        PICL_GLOBAL_KNOWN_HOSTS="/dev/null",  # as its ssh config: the lab's own file alone
         PICL_SSH_CONFIG=str(config_path(lab)),
         PICL_SSH_CONTROL=str(control_dir(lab.name)),
         PATH=f"{bin_dir(lab)}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",

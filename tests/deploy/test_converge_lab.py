@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,6 +177,48 @@ def test_drift_is_planned_exactly_and_repaired(cluster: Cluster, node: str, drif
     repaired = cluster.picl("apply", "--yes")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert cluster.changed() == set()
+
+
+def test_a_node_pinned_only_in_the_system_known_hosts_plans_and_applies(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """Plan (OpenSSH) and apply (paramiko) check host keys against the same files: a node
+    trusted only by the system's known_hosts (here a copy of the lab's, in its place) is
+    reached by both, and with no file trusting it, by neither."""
+    from picl.lab import exec_argv
+    from picl.lab.ssh import known_hosts_path
+
+    lab = cluster.lab
+    system = tmp_path / "ssh_known_hosts"
+    system.write_text(known_hosts_path(lab.blueprint).read_text())
+    (tmp_path / "mine").write_text("")  # the user's own file trusts nothing
+    # Shared connections of their own: one opened before would skip the host key check.
+    control = Path(tempfile.mkdtemp(prefix="picl-"))
+
+    def run(trusted_by: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        argv, env = exec_argv(lab.name, [
+            sys.executable, "-c", "from picl.cli import main; main()", "--lab",
+            "--spec", str(cluster.spec), "--secrets", str(cluster.secrets), *args])
+        env.update(cluster.environ, PICL_KNOWN_HOSTS=str(tmp_path / "mine"),
+                   PICL_GLOBAL_KNOWN_HOSTS=str(trusted_by), PICL_SSH_CONTROL=str(control))
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+
+    lab.ssh("node1", "echo tampered >> /etc/motd")
+    try:
+        refused = run(Path("/dev/null"), "plan", "--node", "node1")
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "Host key verification failed" in refused.stdout + refused.stderr
+        planned = run(system, "plan", "--node", "node1", "--detailed-exitcode")
+        assert planned.returncode == 2, planned.stdout + planned.stderr
+        assert "file /etc/motd" in planned.stdout
+        applied = run(system, "apply", "--node", "node1", "--yes")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        assert "node1: converged" in applied.stdout
+    finally:
+        for socket in control.iterdir():
+            subprocess.run(["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "node"],
+                           capture_output=True, check=False)
+        shutil.rmtree(control, ignore_errors=True)
+    assert lab.ssh("node1", "cat /etc/motd").stdout == MOTD
 
 
 def test_unreachable_node_fails_alone(cluster: Cluster) -> None:
