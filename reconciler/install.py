@@ -4,7 +4,8 @@ Over the operator's SSH (host keys checked), in order:
 1. read the primary's platform; build a wheelhouse for it here; copy it over;
 2. on the primary: picl into its own venv from the wheelhouse (no index), the bare repository
    people push to, the agent's SSH key, the secrets file (600);
-3. the agent's key authorised for root on every node, their host keys pinned for the agent;
+3. the agent's key authorised for root on every node, their host keys pinned for the agent,
+   and the upstream's (if any, over SSH) from the operator's own known_hosts;
 4. the agent's unit, enabled on boot and (re)started.
 
 Running it again upgrades picl in place and keeps the repository, the status and the keys.
@@ -14,16 +15,19 @@ from __future__ import annotations
 
 import io
 import shlex
+import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from picl.deploy.commands import apt_install
 from picl.deploy.connection import Connection
+from picl.errors import PiclError
 from picl.reconciler.paths import UNIT_NAME, Paths
 from picl.reconciler.primary import ssh
+from picl.reconciler.source import ssh_host
 from picl.reconciler.verify import UNSIGNED, allowed_signers
 from picl.reconciler.wheelhouse import PROBE, Platform, build
 from picl.spec import Cluster, Node
@@ -90,6 +94,32 @@ def known_hosts(cluster: Cluster, host_keys: dict[str, list[str]]) -> str:
         names = f"{node.address},{node.name},{node.name}.{cluster.cluster.domain}"
         lines += [f"{names} {' '.join(key.split()[:2])}" for key in host_keys.get(node.name, [])]
     return "".join(f"{line}\n" for line in lines)
+
+
+def upstream_known_hosts(upstream: str | None, files: Sequence[Path]) -> str:
+    """known_hosts for the agent's upstream: its host's lines in the first of `files` that has
+    them (hashed names too: `ssh-keygen -F`); "" for no upstream, or one not over SSH.
+
+    Raises PiclError when no file has them: the upstream's key is pinned from what the
+    operator already trusts, never trusted on first use.
+    """
+    host = ssh_host(upstream) if upstream else None
+    if upstream is None or host is None:
+        return ""
+    for path in files:
+        if not path.is_file():
+            continue
+        found = subprocess.run(["ssh-keygen", "-F", host, "-f", str(path)],
+                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        lines = [line for line in found.stdout.splitlines()
+                 if line.strip() and not line.startswith("#")]
+        if lines:
+            return "".join(f"{line}\n" for line in lines)
+    raise PiclError(
+        f"[agent].upstream {upstream}: no host key for {host} in "
+        f"{', '.join(str(p) for p in files)}; the agent trusts only a key pinned now: connect "
+        f"to it once from here (checking its fingerprint against the one its host publishes), "
+        f"or put its line in known_hosts beside cluster.toml, then install again")
 
 
 def prepare_script(paths: Paths, cluster: Cluster) -> str:
@@ -169,14 +199,19 @@ def _tar(directory: Path) -> bytes:
 def install(cluster: Cluster, connection: Connection, secrets_file: Path | None,
             led_backend: str = "blinkt", paths: Paths | None = None,
             progress: Callable[[str], None] = lambda message: None,
-            pip_network: Path | None = None) -> Installed:
+            pip_network: Path | None = None, spec_dir: Path | None = None) -> Installed:
     """Install (or upgrade) the agent on the spec's primary; see the module's docstring.
 
     `pip_network`: the network namespace to download wheels in, when this one has no uplink.
+    `spec_dir`: where cluster.toml is, whose `known_hosts` pins the upstream's host key first
+    (then the files `connection` trusts).
     """
     paths = paths or Paths()
     primary = cluster.primary
     name = primary.name
+    user, system = connection.known_hosts_files()
+    pinned = upstream_known_hosts(cluster.agent.upstream, [
+        *([spec_dir / "known_hosts"] if spec_dir else []), *user, *system])
 
     def on(script: str, what: str, data: bytes | None = None, node: Node = primary) -> str:
         return ssh(connection, node, script, what, data, REMOTE_TIMEOUT)
@@ -207,6 +242,8 @@ def install(cluster: Cluster, connection: Connection, secrets_file: Path | None,
     }
     on(f"cat > {shlex.quote(str(paths.known_hosts))}", "pinning host keys",
        data=known_hosts(cluster, host_keys).encode())
+    on(f"cat > {shlex.quote(str(paths.upstream_known_hosts))}", "pinning the upstream's host key",
+       data=pinned.encode())
     progress(f"{name}: starting {UNIT_NAME}")
     on(start_script(paths, cluster, led_backend), "starting the agent")
     return Installed(

@@ -193,9 +193,7 @@ class Reconciler:
             delay = next_interval(self.interval, self.draw())
         status = st.finished(status, result, now, now + delay)
         if self.upstream_error and not result.broken:
-            ready = status.condition(st.READY)
-            status = st.set_condition(status, st.READY, ready.status, ready.reason,
-                                      f"{ready.message} ({self.upstream_error})", now)
+            status = st.upstream_left_out(status, self.upstream_error, now)
         log.info("%s", status.condition(st.READY).message)
         self.record(status, leds=True)
         return delay
@@ -208,6 +206,8 @@ class Reconciler:
         self.upstream_error = fetched.upstream_error
         revision = fetched.revision
         if revision is None:
+            if fetched.upstream_error:  # nothing here, and the upstream not heard: try again
+                raise Waiting("UpstreamUnreachable", fetched.upstream_error)
             return None
         self.record(st.observed(self.status, revision.sha))
         previous = self.source.attempted()
@@ -220,6 +220,8 @@ class Reconciler:
         self.record(st.observed(self.status, revision.sha, attempted=True))
         cluster = self._load(self.source.check_out(revision.sha))
         self._accept(cluster)
+        if cluster.agent.upstream != upstream:
+            self.upstream_error = ""  # about an upstream this revision no longer has
         return self._converge(cluster, revision.sha)
 
     def _verify(self, sha: str, clock_sane: bool) -> None:

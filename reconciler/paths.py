@@ -53,7 +53,7 @@ class Paths:
 
     @property
     def upstream_known_hosts(self) -> Path:
-        """The upstream's host key, as first seen (its commits' signatures are the check)."""
+        """The upstream's host keys, pinned at install: the only ones its SSH fetch trusts."""
         return self.state / "upstream_known_hosts"
 
     @property

@@ -2,17 +2,24 @@
 
 Fast-forward only. The agent keeps the revision it last tried under `refs/picl/attempted` in
 its working clone; a tip that does not descend from it is rewritten history and is refused
-(`Stalled`), whatever was force-pushed. An upstream out of reach is not an error: the cluster
-converges from the primary's own repository, and the fetch says why the upstream was left out.
+(`Stalled`), whatever was force-pushed. An upstream that cannot be fetched, for any reason (out
+of reach, refused, a bad URL), is not an error: the cluster converges from the primary's own
+repository, and the fetch says why the upstream was left out (the loop retries it later).
+
+The upstream is fetched over SSH or HTTPS only, whatever its URL says, and over SSH only from a
+host whose key was pinned at install (`picl agent install`): never trusted on first use.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import git
 
@@ -24,6 +31,12 @@ ATTEMPTED_REF = "refs/picl/attempted"
 UPSTREAM_TIMEOUT = 60  # seconds for the upstream fetch: a dead uplink must not hold a cycle
 # The upstream is reached without a terminal, never waiting on a prompt.
 QUIET = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"}
+# git's own transports for the upstream: SSH and HTTPS, nothing else (ext::, file, git://).
+PROTOCOLS = {"protocol.allow": "never", "protocol.ssh.allow": "always",
+             "protocol.https.allow": "always"}
+SSH_SCHEMES = ("ssh", "git+ssh", "ssh+git")
+HELPER = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*::")  # TRANSPORT::ADDRESS, a remote helper's
+SCP_LIKE = re.compile(r"(?:[^@/]*@)?(?P<host>\[[^\]/]+\]|[^:/\[]+):.*", re.DOTALL)
 
 Ancestry = Callable[[str, str], bool]
 
@@ -65,6 +78,47 @@ def fast_forward(previous: str | None, candidate: str, is_ancestor: Ancestry) ->
                   f"{candidate[:12]} does not descend from {previous[:12]}, the revision last "
                   f"tried: history was rewritten (a force-push?); push a commit on top of "
                   f"{previous[:12]} instead")
+
+
+def ssh_host(url: str) -> str | None:
+    """The name an SSH upstream's host key goes by in known_hosts (`host`, or `[host]:port`
+    off port 22); None for an upstream that is not fetched over SSH."""
+    if "://" in url:
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in SSH_SCHEMES or not parts.hostname:
+            return None
+        try:
+            port = parts.port or 22
+        except ValueError:
+            return None
+        host = parts.hostname
+    else:  # scp-like, as git reads it: [user@]host:path, a colon before any slash
+        if HELPER.match(url):
+            return None
+        scp = SCP_LIKE.fullmatch(url)
+        if not scp:
+            return None
+        host, port = scp["host"].strip("[]").lower(), 22
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def upstream_ssh(known_hosts: Path, key: Path | None) -> str:
+    """The ssh command the upstream is fetched with: batch mode, the agent's key, and the host
+    key pinned at install in `known_hosts` as the only one trusted."""
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+            "-o", "StrictHostKeyChecking=yes", "-o", "CheckHostIP=no",
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
+    if key:
+        argv += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
+    return shlex.join(argv)
+
+
+def _transports() -> dict[str, str]:
+    """git configuration, as environment, that allows only the PROTOCOLS."""
+    env = {"GIT_CONFIG_COUNT": str(len(PROTOCOLS))}
+    for number, (key, value) in enumerate(PROTOCOLS.items()):
+        env[f"GIT_CONFIG_KEY_{number}"], env[f"GIT_CONFIG_VALUE_{number}"] = key, value
+    return env
 
 
 class Source:
@@ -135,18 +189,31 @@ class Source:
         return Fetched(self.describe(sha) if sha else None, upstream_error)
 
     def _fetch_upstream(self, url: str, env: dict[str, str]) -> tuple[str | None, str]:
-        self._set_remote("upstream", url)
+        # Whatever goes wrong with the upstream, the primary's repository still converges.
+        try:
+            self._set_remote("upstream", url)
+        except (git.GitError, OSError, ValueError) as exc:
+            self._forget("upstream")  # what another URL said is no word from this one
+            why = "only SSH and HTTPS upstreams are fetched" if isinstance(
+                exc, git.UnsafeProtocolError | git.UnsafeOptionError) else str(exc)
+            return None, _warned(f"upstream {url} refused: {why}")
         try:
             self.repo.git.fetch("--no-tags", "upstream",
                                 f"+refs/heads/{self.branch}:refs/remotes/upstream/{self.branch}",
-                                env={**env, "GIT_SSH_COMMAND": self.ssh_command},
+                                env={**env, **_transports(), "GIT_SSH_COMMAND": self.ssh_command},
                                 kill_after_timeout=UPSTREAM_TIMEOUT)
-        except git.GitCommandError as exc:
+        except (git.GitError, OSError, ValueError) as exc:
+            why = _last_line(exc) if isinstance(exc, git.GitCommandError) else str(exc)
+            if "Host key verification failed" in why:
+                why += (" (not the host key pinned at install: check it, then run "
+                        "`picl agent install` again to pin it)")
             # Its last word still counts: the primary's repository may lag behind it.
-            error = f"upstream {url} out of reach: {_last_line(exc)}"
-            log.warning("%s", error)
-            return self._tip("upstream"), error
+            return self._tip("upstream"), _warned(f"upstream {url} out of reach: {why}")
         return self._tip("upstream"), ""
+
+    def _forget(self, remote: str) -> None:
+        if remote in [r.name for r in self.repo.remotes]:
+            self.repo.delete_remote(self.repo.remotes[remote])
 
     def describe(self, sha: str) -> Revision:
         commit = self.repo.commit(sha)
@@ -172,9 +239,20 @@ class Source:
         return self.checkout_dir
 
 
+def _warned(error: str) -> str:
+    log.warning("%s", error)
+    return error
+
+
 def _last_line(exc: git.GitCommandError) -> str:
-    """git's reason in a line: its first `fatal:` line, else its last line."""
+    """git's reason in a line: its first `fatal:` line, else its last line; where git only
+    says it could not read from the remote, the line before, the transport's (ssh's) own."""
     text = (exc.stderr or str(exc)).strip().replace("stderr: ", "").strip("' \n")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    fatal = [line.removeprefix("fatal: ") for line in lines if line.startswith("fatal: ")]
-    return fatal[0] if fatal else lines[-1] if lines else f"git exited {exc.status}"
+    fatal = [n for n, line in enumerate(lines) if line.startswith("fatal: ")]
+    if not fatal:
+        return lines[-1] if lines else f"git exited {exc.status}"
+    said = lines[fatal[0]].removeprefix("fatal: ")
+    if said.startswith("Could not read from remote repository") and fatal[0] > 0:
+        return lines[fatal[0] - 1]
+    return said

@@ -249,6 +249,16 @@ def finished(status: Status, result: Result, now: float, next_cycle: float) -> S
     return _end(status, outcome, "ReconciliationSucceeded", message, now, result.changes)
 
 
+def upstream_left_out(status: Status, error: str, now: float) -> Status:
+    """A cycle converged from the primary's repository alone, the upstream out of reach or
+    refused: Ready says so, and a retry is due (Reconciling, UpstreamUnreachable)."""
+    ready = status.condition(READY)
+    status = set_condition(status, READY, ready.status, ready.reason,
+                           f"{ready.message} ({error})", now)
+    return set_condition(status, RECONCILING, "True", "UpstreamUnreachable",
+                         f"{error}; retrying with backoff", now)
+
+
 def stalled(status: Status, reason: str, message: str, now: float) -> Status:
     """The observed revision cannot be applied; nothing was, the last good state stays."""
     observed_revision = short(status.revision.observed, status.branch)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import socket
 import sys
 import time
@@ -201,7 +200,8 @@ def install(env: Env) -> int:
     done = run_install(cluster, Connection.from_environ(), secrets,
                        led_backend="terminal" if in_lab else "blinkt",  # lab LEDs: the journal
                        progress=lambda message: env.err.print(f"[dim]{escape(message)}[/]"),
-                       pip_network=_uplink() if in_lab else None)
+                       pip_network=_uplink() if in_lab else None,
+                       spec_dir=env.spec_path.resolve().parent)
     if not done.secrets:
         env.warn(f"{secrets} not found: no secrets copied to {done.primary} "
                  "(passwords and Wi-Fi keys stay as they are on the nodes)")
@@ -221,6 +221,7 @@ def run() -> int:
     from picl.deploy.connection import Connection
     from picl.reconciler.agent import run as run_agent
     from picl.reconciler.loop import Settings
+    from picl.reconciler.source import upstream_ssh
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -228,14 +229,9 @@ def run() -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     paths, connection = Paths.from_environ(), Connection.from_environ()
     # The upstream is fetched with the agent's key (add it there as a read-only deploy key).
-    upstream_ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-                    "-o", "StrictHostKeyChecking=accept-new",
-                    "-o", f"UserKnownHostsFile={paths.upstream_known_hosts}"]
-    if connection.key:
-        upstream_ssh += ["-i", str(connection.key), "-o", "IdentitiesOnly=yes"]
     settings = Settings(branch=os.environ.get("PICL_AGENT_BRANCH", "main"),
                         led_backend=os.environ.get("PICL_LED_BACKEND", "blinkt"),
-                        ssh_command=shlex.join(upstream_ssh))
+                        ssh_command=upstream_ssh(paths.upstream_known_hosts, connection.key))
     run_agent(paths, connection, settings)
     return ExitStatus.OK
 

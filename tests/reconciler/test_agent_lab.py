@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from picl.deploy.commands import apt_install
 from picl.reconciler.leds.frames import PATTERNS
 from tests.conftest import SPEC, Lab, running_lab, session_lab_name
 from tests.reconciler.conftest import keygen
@@ -34,7 +35,7 @@ WAIT = 180.0  # seconds for what the agent does in a cycle or two (a first conve
 
 
 def lab_spec(interval: str = "15s", mode: str = "enforce", shell: str = "/bin/bash",
-             signed_by: str = "") -> str:
+             signed_by: str = "", upstream: str = "") -> str:
     """The reference cluster without GitHub keys (no uplink in the lab), with these settings."""
     text = "\n".join(line for line in SPEC.read_text().splitlines()
                      if not line.startswith("github = "))
@@ -43,6 +44,8 @@ def lab_spec(interval: str = "15s", mode: str = "enforce", shell: str = "/bin/ba
     text = text.replace('shell = "/bin/bash"', f'shell = "{shell}"')
     if signed_by:
         text += f'\nsigned_by = ["{signed_by}"]\n'
+    if upstream:
+        text += f'\nupstream = "{upstream}"\n'
     return text + "\n"
 
 
@@ -443,6 +446,39 @@ def test_the_agent_converges_on_boot(cluster: Cluster, first: str) -> None:
         for c in cluster.history()[before:]))
     assert "rogue" not in cluster.ssh("node1", "cat /etc/hosts")
     assert cluster.ssh("node0", "who | wc -l").strip() == "0"  # no one logged in
+
+
+def test_an_upstream_is_fetched_only_with_its_host_key_pinned_at_install(
+        cluster: Cluster, first: str) -> None:
+    """An upstream on node1, over SSH with the agent's key: its host key is not trusted on
+    first use; once `agent install` pins it (from the operator's known_hosts), it is fetched."""
+    upstream = "ssh://root@10.1.10.241/srv/upstream.git"
+    cluster.ssh("node1", f"command -v git >/dev/null || {{ {apt_install(['git'])}; }}")
+    cluster.ssh("node1", "git init -q --bare -b main /srv/upstream.git")
+    named = cluster.commit(lab_spec(upstream=upstream), "fetch the upstream too")
+    cluster.push()
+    cluster.applied(named)
+    ahead = cluster.commit(lab_spec(upstream=upstream, shell="/bin/sh"), "only upstream")
+    cluster.lab.exec(["git", "-C", str(cluster.repo), "push", "-q", upstream, "HEAD:main"])
+    status = cluster.wait("the upstream refused", lambda s: condition(s, "Reconciling")[1]
+                          == "UpstreamUnreachable")
+    assert "Host key verification failed" in condition(status, "Reconciling")[2]
+    assert "picl agent install" in condition(status, "Reconciling")[2]
+    assert status["revision"]["applied"] == named  # the primary's own revision still holds
+    assert shells(cluster) == {"/bin/bash"}
+    spec = cluster.lab.spec
+    spec.write_text(lab_spec(upstream=upstream))
+    try:
+        again = cluster.picl("agent", "install")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "10.1.10.241" in cluster.ssh("node0", "cat /var/lib/picl/upstream_known_hosts")
+        cluster.applied(ahead)
+        assert shells(cluster) == {"/bin/sh"}
+    finally:
+        spec.write_text(lab_spec())
+    back = cluster.commit(lab_spec(), "no upstream")
+    cluster.push()
+    cluster.applied(back)
 
 
 def test_install_again_upgrades_in_place_and_keeps_state(cluster: Cluster, first: str) -> None:

@@ -15,6 +15,7 @@ from picl.reconciler.install import (
     environment,
     known_hosts,
     unit,
+    upstream_known_hosts,
 )
 from picl.reconciler.paths import Paths
 from picl.reconciler.verify import UNSIGNED
@@ -142,3 +143,51 @@ def test_the_trust_anchor_is_written_unless_the_agent_has_one(
         paths.allowed_signers.write_text(before)
     subprocess.run(["sh", "-c", anchor_script(paths, cluster)], check=True)
     assert paths.allowed_signers.read_text() == after
+
+
+GITHUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+OTHER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKt+0jp+xwfrxL6ICTUZ+c3b9Ztsn443gdkKYU/t6hdT"
+
+
+@pytest.fixture
+def trusted(tmp_path: Path) -> list[Path]:
+    """The files install looks in: known_hosts beside the spec, the operator's, the system's."""
+    beside, mine, system = tmp_path / "spec-known_hosts", tmp_path / "mine", tmp_path / "system"
+    beside.write_text(f"[git.example.org]:2222 {OTHER}\n")
+    mine.write_text(f"github.com {GITHUB}\n[git.example.org]:2222 {GITHUB}\n")
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(mine)], check=True)  # Debian hashes
+    system.write_text(f"10.1.10.241,node1 {OTHER}\n@cert-authority *.example.org {GITHUB}\n")
+    return [beside, tmp_path / "missing", mine, system]
+
+
+# The upstream -> the key pinned for it (None: nothing to pin)
+UPSTREAMS = [
+    (None, None),
+    ("https://github.com/me/arrakis.git", None),
+    ("git@github.com:me/arrakis.git", GITHUB),  # found hashed, in the operator's own file
+    ("ssh://git@GitHub.com/me/arrakis.git", GITHUB),
+    ("ssh://git@git.example.org:2222/arrakis.git", OTHER),  # beside the spec: first
+    ("root@10.1.10.241:/srv/upstream.git", OTHER),
+    ("git@mirror.example.org:arrakis.git", GITHUB),  # a certificate authority for the domain
+]
+
+
+@pytest.mark.parametrize(("upstream", "key"), UPSTREAMS)
+def test_the_upstream_s_host_key_is_pinned_from_what_the_operator_trusts(
+        trusted: list[Path], upstream: str | None, key: str | None) -> None:
+    pinned = upstream_known_hosts(upstream, trusted)
+    if key is None:
+        assert pinned == ""
+    else:
+        assert pinned.endswith(f" {key}\n") and pinned.count("\n") == 1
+
+
+@pytest.mark.parametrize("upstream", ["git@gitlab.com:me/arrakis.git",
+                                      "ssh://git@github.com:2222/me/arrakis.git"])
+def test_an_upstream_host_nobody_trusts_is_never_pinned(trusted: list[Path],
+                                                        upstream: str) -> None:
+    with pytest.raises(PiclError) as refused:
+        upstream_known_hosts(upstream, trusted)
+    message = str(refused.value)
+    assert message.startswith(f"[agent].upstream {upstream}: no host key for ")
+    assert str(trusted[2]) in message and "known_hosts beside cluster.toml" in message

@@ -21,13 +21,15 @@ from picl.reconciler.status import NodeStatus, Result, began
 from picl.reconciler.store import Store
 from picl.reconciler.verify import trusted_keys
 from picl.spec import Cluster
-from tests.reconciler.conftest import Clone, git, gpg_keygen, keygen
+from tests.reconciler.conftest import Clone, git, gpg_keygen, keygen, local_ssh
 
 NOW = CLOCK_FLOOR + 86_400.0 * 100
 
 
-def spec(mode: str = "enforce", signed_by: str = "", shell: str = "/bin/bash") -> str:
+def spec(mode: str = "enforce", signed_by: str = "", shell: str = "/bin/bash",
+         upstream: str = "") -> str:
     signers = f'signed_by = ["{signed_by}"]\n' if signed_by else ""
+    signers += f'upstream = "{upstream}"\n' if upstream else ""
     return f"""\
 [cluster]
 name = "arrakis"
@@ -58,10 +60,11 @@ mode = "{mode}"
 class Offline(Reconciler):
     """A reconciler whose nodes are data."""
 
-    def __init__(self, paths: Paths, clock: list[float] | None = None):
+    def __init__(self, paths: Paths, clock: list[float] | None = None, ssh: str = "ssh"):
         self.now = clock or [NOW]
         super().__init__(paths, connection=None,  # type: ignore[arg-type]
-                         settings=Settings(), clock=lambda: self.now[0], draw=lambda: 0.5)
+                         settings=Settings(ssh_command=ssh), clock=lambda: self.now[0],
+                         draw=lambda: 0.5)
         self.nodes: tuple[NodeStatus, ...] = (NodeStatus("node0", "converged"),
                                               NodeStatus("node1", "converged"))
         self.converged: list[tuple[str, Cluster]] = []
@@ -330,6 +333,34 @@ def test_an_unsafe_lock_directory_makes_the_cycle_wait(
     agent.reconcile("push")
     assert agent.conditions()["Ready"] == ("False", "LockRefused")
     assert "others may write in it" in agent.status.condition("Ready").message
+
+
+@pytest.mark.parametrize("fail", [
+    "ssh: connect to host upstream port 22: Connection refused",
+    "git@upstream: Permission denied (publickey).",
+    "Host key verification failed.",
+])
+def test_an_upstream_that_cannot_be_fetched_is_waited_for(paths: Paths, clone: Clone,
+                                                          tmp_path: Path, fail: str) -> None:
+    agent = Offline(paths, ssh=local_ssh(tmp_path / "bin", fail=fail))
+    first = clone.commit({"cluster.toml": spec(upstream="git@upstream:me/arrakis.git")},
+                         "with an upstream")
+    clone.push()
+    agent.reconcile("push")
+    assert agent.status.revision.applied == first
+    # From now on the upstream is fetched too, and fails: the primary's revision still holds.
+    delays = [agent.reconcile("interval"), agent.reconcile("retry"), agent.reconcile("retry")]
+    assert delays == pytest.approx([5, 10, 20])  # retried, backing off
+    assert agent.conditions()["Reconciling"] == ("True", "UpstreamUnreachable")
+    assert agent.conditions()["Ready"] == ("True", "ReconciliationSucceeded")
+    assert fail in agent.status.condition("Ready").message
+    assert agent.status.revision.applied == first
+    # A fix pushed to the primary still arrives, and with it an end to the retries.
+    fixed = clone.commit({"cluster.toml": spec()}, "no upstream")
+    clone.push()
+    assert agent.reconcile("push") == pytest.approx(60)
+    assert agent.status.revision.applied == fixed
+    assert agent.conditions()["Reconciling"] == ("False", "Reconciled")
 
 
 def test_a_bug_is_recorded_and_the_agent_goes_on(agent: Offline, clone: Clone) -> None:
