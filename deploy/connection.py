@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -56,30 +57,39 @@ def _option_list(paths: tuple[Path, ...]) -> str:
     return " ".join(f'"{p}"' if any(c.isspace() for c in str(p)) else str(p) for p in paths)
 
 
+def host_key_lines(host: str, path: Path) -> list[str]:
+    """The lines of a known_hosts file OpenSSH matches `host` with (names, patterns, hashed
+    names, markers), as `ssh-keygen -F` finds them; none when the file is missing."""
+    if not path.is_file():
+        return []
+    found = subprocess.run(["ssh-keygen", "-F", host, "-f", str(path)], capture_output=True,
+                           text=True, errors="replace", stdin=subprocess.DEVNULL)
+    return [line for line in found.stdout.splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
 def _key(line: str) -> tuple[str, ...]:
     """A known_hosts line's key (type, base64), after its marker and host names."""
     fields = line.split()
     return tuple(fields[2:4] if fields[:1] and fields[0].startswith("@") else fields[1:3])
 
 
-def for_paramiko(lines: list[str]) -> list[str]:
-    """The known_hosts lines paramiko can read, as OpenSSH would read them.
-
-    paramiko stops reading a file at the first line it cannot parse (a `@revoked` or
-    `@cert-authority` marker, a bad key), and knows no revocation: such lines are left out,
-    with every line of a key an `@revoked` line names, which OpenSSH refuses whatever else
-    trusts it.
-    """
+def for_paramiko(host: str, lines: list[str]) -> list[str]:
+    """The known_hosts lines OpenSSH matches `host` with, as paramiko can read them: `host`
+    by name (paramiko knows no patterns), without markers (it stops reading a file at the
+    first) and without the keys an `@revoked` line names (which OpenSSH refuses whatever
+    else trusts them). A certificate authority paramiko cannot use: left out."""
     from paramiko.hostkeys import HostKeyEntry
 
     revoked = {_key(line) for line in lines if line.startswith("@revoked")}
     kept = []
-    for line in (line.strip() for line in lines):
-        if not line or line.startswith(("#", "@")) or _key(line) in revoked:
+    for line in lines:
+        if line.startswith(("@", "#")) or _key(line) in revoked or len(_key(line)) < 2:
             continue
+        entry = f"{host} {' '.join(_key(line))}"
         try:
-            if HostKeyEntry.from_line(line) is not None:
-                kept.append(line)
+            if HostKeyEntry.from_line(entry) is not None:
+                kept.append(entry)
         except Exception:  # noqa: BLE001, S112 - whatever it raises, paramiko cannot read it
             continue
     return kept
@@ -117,21 +127,16 @@ class Connection:
         return user, self.global_known_hosts
 
     @contextmanager
-    def known_hosts_file(self) -> Iterator[Path]:
-        """Every line of `known_hosts_files`, in their order, in one private file: paramiko
-        (apply) is given one file where OpenSSH (plan) reads them all. Removed on leaving
-        (paramiko reads it when it connects)."""
+    def known_hosts_file(self, address: str) -> Iterator[Path]:
+        """The keys `known_hosts_files` trust for `address`, as OpenSSH (plan) matches them,
+        in one private file for paramiko (apply), which reads one file and fewer forms.
+        Removed on leaving: paramiko reads it when it connects."""
         user, system = self.known_hosts_files()
-        lines: list[str] = []
-        for path in (*user, *system):
-            try:
-                lines += path.read_text(errors="replace").splitlines()
-            except OSError:
-                continue  # missing or unreadable: OpenSSH skips it too
+        lines = [line for path in (*user, *system) for line in host_key_lines(address, path)]
         fd, name = tempfile.mkstemp(prefix="picl-known-hosts-")
         try:
             with os.fdopen(fd, "w") as out:
-                out.write("".join(f"{line}\n" for line in for_paramiko(lines)))
+                out.write("".join(f"{line}\n" for line in for_paramiko(address, lines)))
             yield Path(name)
         finally:
             Path(name).unlink(missing_ok=True)

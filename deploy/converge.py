@@ -86,7 +86,7 @@ def _session(node: Node, connection: Connection) -> tuple[Any, Any, list[str]]:
 
     logs = _pyinfra_logs()
     sock = _socket(str(node.address), connection.connect_timeout)
-    with connection.known_hosts_file() as known_hosts:
+    with connection.known_hosts_file(str(node.address)) as known_hosts:
         data = {"ssh_hostname": str(node.address), **connection.pyinfra_data(known_hosts)}
         data["ssh_paramiko_connect_kwargs"] = {**data["ssh_paramiko_connect_kwargs"],
                                                "sock": sock}

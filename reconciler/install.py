@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import shlex
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from picl.deploy.commands import apt_install
-from picl.deploy.connection import Connection
+from picl.deploy.connection import Connection, host_key_lines
 from picl.errors import PiclError
 from picl.reconciler.paths import UNIT_NAME, Paths
 from picl.reconciler.primary import ssh
@@ -107,12 +106,7 @@ def upstream_known_hosts(upstream: str | None, files: Sequence[Path]) -> str:
     if upstream is None or host is None:
         return ""
     for path in files:
-        if not path.is_file():
-            continue
-        found = subprocess.run(["ssh-keygen", "-F", host, "-f", str(path)],
-                               capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        lines = [line for line in found.stdout.splitlines()
-                 if line.strip() and not line.startswith("#")]
+        lines = host_key_lines(host, path)
         if lines:
             return "".join(f"{line}\n" for line in lines)
     raise PiclError(

@@ -80,29 +80,29 @@ def test_apply_trusts_a_node_pinned_only_in_the_system_file(tmp_path: Path) -> N
     node0, node1, node2 = (host_key(tmp_path, n) for n in ("node0", "node1", "node2"))
     user, system = tmp_path / "known_hosts", tmp_path / "ssh_known_hosts"
     user.write_text(f"10.1.10.240 {node0}\n")
-    system.write_text(f"# pinned by picl\n10.1.10.241,node1 {node1}\n")
+    system.write_text(f"# pinned by picl\n10.1.10.241,node1 {node1}\n10.1.10.242 {node2}\n")
     subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(system)], check=True)  # hashed names
     connection = Connection(known_hosts=user, global_known_hosts=(system, tmp_path / "none"))
-    with connection.known_hosts_file() as merged:
+    with connection.known_hosts_file("10.1.10.241") as merged:
         assert merged.stat().st_mode & 0o077 == 0
-        assert trusts(merged, "10.1.10.240", node0)
         assert trusts(merged, "10.1.10.241", node1)  # the system's file alone says so
         assert not trusts(merged, "10.1.10.241", node2)
-        assert not trusts(merged, "10.1.10.242", node2)
+        assert not trusts(merged, "10.1.10.242", node2)  # only the node connected to
     assert not merged.exists()
+    with connection.known_hosts_file("10.1.10.240") as merged:
+        assert trusts(merged, "10.1.10.240", node0)
 
 
-def test_a_revoked_key_is_refused_by_apply_as_by_plan(tmp_path: Path) -> None:
-    node1 = host_key(tmp_path, "node1")
+def test_a_pattern_and_a_revocation_mean_to_apply_what_they_mean_to_plan(tmp_path: Path) -> None:
+    node1, node2 = host_key(tmp_path, "node1"), host_key(tmp_path, "node2")
     user, system = tmp_path / "known_hosts", tmp_path / "ssh_known_hosts"
-    user.write_text(f"10.1.10.241 {node1}\n")
-    system.write_text(f"@revoked * {node1}\n")
-    with Connection(known_hosts=user, global_known_hosts=(system,)).known_hosts_file() as merged:
-        assert not trusts(merged, "10.1.10.241", node1)
-    # OpenSSH refuses it too: the same files, read its own way.
-    found = subprocess.run(["ssh-keygen", "-F", "10.1.10.241", "-f", str(system)],
-                           capture_output=True, text=True)
-    assert "@revoked" in found.stdout
+    user.write_text(f"10.1.10.* {node1}\n10.1.10.242 {node2}\n")
+    system.write_text(f"@revoked * {node2}\n")
+    connection = Connection(known_hosts=user, global_known_hosts=(system,))
+    with connection.known_hosts_file("10.1.10.241") as merged:
+        assert trusts(merged, "10.1.10.241", node1)  # by the pattern, as OpenSSH reads it
+    with connection.known_hosts_file("10.1.10.242") as merged:
+        assert not trusts(merged, "10.1.10.242", node2)  # revoked, whatever else trusts it
 
 
 def test_pyinfra_is_given_the_merged_file(tmp_path: Path) -> None:
@@ -115,23 +115,23 @@ ED = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKt+0jp+xwfrxL6ICTUZ+c3b9Ztsn443gdkKYU
 ED2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOnwqVu+4ARiHnIe2Zm0XqHLvvITD1vJKjWe2UL6RDeB"
 HASHED = "|1|F1E1KeoE/eEWhi10WpGv4OdiO6Y=|3988QV0VE8wmZL7suNrYQLITLCg="
 
-# known_hosts lines -> those paramiko is given
+# The lines OpenSSH matches node1 with -> those paramiko is given, node1 by name
 LINES = [
-    ([f"10.1.10.241 {ED}"], [f"10.1.10.241 {ED}"]),
-    ([f"  10.1.10.241,node1 {ED} root@node1  "], [f"10.1.10.241,node1 {ED} root@node1"]),
-    (["", "# a comment", f"{HASHED} {ED}"], [f"{HASHED} {ED}"]),
-    # A marker paramiko cannot parse would end its reading of the file: left out.
-    ([f"@cert-authority *.cluster {ED2}", f"10.1.10.241 {ED}"], [f"10.1.10.241 {ED}"]),
+    ([f"10.1.10.241 {ED}"], [f"node1 {ED}"]),
+    ([f"10.1.10.241,node1 {ED} root@node1"], [f"node1 {ED}"]),
+    ([f"{HASHED} {ED}"], [f"node1 {ED}"]),
+    ([f"10.1.10.* {ED}", f"!10.1.10.9,* {ED2}"], [f"node1 {ED}", f"node1 {ED2}"]),
+    # A marker would end paramiko's reading of the file; it cannot use a certificate authority.
+    ([f"@cert-authority * {ED2}", f"node1 {ED}"], [f"node1 {ED}"]),
     # A revoked key: out wherever it is, before the revocation or after.
-    ([f"10.1.10.241 {ED}", f"10.1.10.242 {ED2}", f"@revoked * {ED}", f"node1 {ED}"],
-     [f"10.1.10.242 {ED2}"]),
+    ([f"node1 {ED}", f"node1 {ED2}", f"@revoked * {ED}", f"10.1.10.241 {ED}"],
+     [f"node1 {ED2}"]),
     # What paramiko cannot read: left out, the lines after it kept.
-    (["10.1.10.241 ssh-ed25519 not*base64", f"10.1.10.242 {ED2}"], [f"10.1.10.242 {ED2}"]),
-    (["10.1.10.241 ssh-unknown AAAA", "10.1.10.241", f"10.1.10.242 {ED2}"],
-     [f"10.1.10.242 {ED2}"]),
+    (["node1 ssh-ed25519 not*base64", "node1 ssh-unknown AAAA", "node1", f"node1 {ED2}"],
+     [f"node1 {ED2}"]),
 ]
 
 
 @pytest.mark.parametrize(("lines", "kept"), LINES)
 def test_for_paramiko(lines: list[str], kept: list[str]) -> None:
-    assert for_paramiko(lines) == kept
+    assert for_paramiko("node1", lines) == kept
