@@ -1,17 +1,19 @@
 """The pyinfra operations picl's steps use, and shorthands that build those steps.
 
 Every change is applied through real pyinfra operations: `server.shell` for commands that the
-plan computed, `files.put` for whole files, and picl's own `install_packages` below.
+plan computed, picl's own `write_file` for whole files and `install_packages` below.
 """
 
 from __future__ import annotations
 
+import posixpath
+import secrets
 import shlex
-from io import StringIO
+from io import BytesIO, StringIO
 
-from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.api.hiddenvalue import HiddenValue
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
 from picl.deploy.changes import Step
 
@@ -33,13 +35,93 @@ def masked(*words: str, secret: str, then: tuple[str, ...] = ()) -> StringComman
 
 
 def put(path: str, content: str, owner: str = "root", group: str = "root",
-        mode: str = "0644") -> Step:
-    """Write a whole file (pyinfra uploads it and sets owner, group and mode)."""
-    return Step(
-        files.put,
-        {"src": StringIO(content), "dest": path, "user": owner, "group": group,
-         "mode": mode, "create_remote_dir": True},
-    )
+        mode: str = "0644", check: str = "") -> Step:
+    """Write a whole file atomically, with its owner, group and mode (see `write_file`)."""
+    return Step(write_file, {"src": StringIO(content), "dest": path, "user": owner,
+                             "group": group, "mode": mode, "check": check})
+
+
+# Where `write_file` uploads a file's content before the node puts it in place: root's alone,
+# and a tmpfs, so a secret left by an apply killed mid-way is gone at the next boot.
+UPLOADS = "/run/picl/uploads"
+
+# Put the content read on stdin in place as file $1 of the current directory: a temporary file
+# beside it (0600 from creation), given its group and mode and checked, synced, then renamed
+# over it and the directory synced. Run by the writer `write_file` chose; readers and a crash
+# at any instant see the old file or the new one, never a part, never a looser mode.
+REPLACE = """\
+set -u
+N=$1 O=$2 G=$3 M=$4 C=$5
+umask 077
+for old in .picl-"$N".*; do rm -f -- "$old"; done  # what an apply killed mid-write left
+t=$(mktemp ".picl-$N.XXXXXX") || exit 1
+if cat > "$t" && chown -- "$O:$G" "$t" && chmod -- "$M" "$t" && { [ -z "$C" ] || $C "$t"; } \\
+  && sync -- "$t" && mv -fT -- "$t" "$N" && sync .; then exit 0; fi
+rm -f -- "$t"
+exit 1
+"""
+
+# Choose who writes. Root writes only where nobody else can change the way to the directory:
+# every directory on it, as written and as resolved, is root's and nobody else's to change
+# (sticky excepted). A directory of a user's is written in as that user, who can only write
+# where they already could. `cd -P` pins the directory: renaming it or its parents is moot.
+WRITE = """\
+say() { printf 'picl: %s: %s\\n' "$P" "$*" >&2; }
+trap 'rm -f -- "$S"' EXIT
+rootonly() {
+  p=$1
+  while :; do
+    set -- $(stat -L -c '%u %a' -- "${p:-/}") || return 1
+    [ "$1" = 0 ] && { [ $((0$2 & 022)) = 0 ] || [ $((0$2 & 01000)) != 0 ]; } || return 1
+    [ -n "$p" ] || return 0
+    p=${p%/*}
+  done
+}
+uid=$(id -u -- "$O") || { say "no user $O"; exit 1; }
+if [ ! -d "$D" ]; then
+  mkdir -p -- "$D" && chown -- "$O:$G" "$D" || { say "cannot create $D"; exit 1; }
+fi
+cd -P -- "$D" || exit 1
+if rootonly "$D" && rootonly "$(pwd -P)"; then
+  sh -c "$REPLACE" sh "$N" "$O" "$G" "$M" "$C" < "$S"
+elif [ "$uid" != 0 ] && [ "$(stat -c %u .)" = "$uid" ]; then
+  runuser -u "$O" -- sh -c "$REPLACE" sh "$N" "$O" "$G" "$M" "$C" < "$S"
+else
+  say "others than root can change $D, and it is not $O's: picl does not write there"; exit 1
+fi || { say "not written"; exit 1; }
+"""
+
+
+@operation()
+def write_file(src: StringIO | BytesIO, dest: str, user: str = "root", group: str = "root",
+               mode: str = "0644", check: str = ""):
+    """
+    Replace a whole file atomically: the node sees the old file or the new one, never a part.
+
+    + src: the content (a StringIO or BytesIO)
+    + dest: the file's absolute path
+    + user: its owner
+    + group: its group
+    + mode: its mode, as chmod takes it
+    + check: a command the new file must pass (given its path) before it replaces the old one
+
+    The content is uploaded to a private place on the node (never in a command's arguments),
+    then copied to a temporary file beside `dest`, created 0600, given its owner and mode,
+    synced, and renamed over `dest`. A file in a directory of a user's is written as that user.
+    Missing directories are created, owned as the file.
+    """
+    content = src.getvalue()
+    data = content.encode() if isinstance(content, str) else content
+    staged = f"{UPLOADS}/{secrets.token_hex(8)}"
+    # Uploads an apply lost on its way (killed before the node put them in place) go.
+    yield StringCommand(f"install -d -m 0700 {UPLOADS} && "
+                        f"find {UPLOADS} -type f -mmin +60 -delete")
+    yield FileUploadCommand(BytesIO(data), staged)
+    variables = {"P": dest, "S": staged, "D": posixpath.dirname(dest) or "/",
+                 "N": posixpath.basename(dest), "O": user, "G": group, "M": mode, "C": check,
+                 "REPLACE": REPLACE}
+    head = "".join(f"{key}={shlex.quote(value)}\n" for key, value in variables.items())
+    yield StringCommand(head + WRITE)
 
 
 def apt_install(packages: list[str]) -> str:
