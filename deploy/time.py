@@ -13,6 +13,7 @@ from picl.deploy.view import NodeView
 from picl.spec import Cluster, Node
 
 CHRONY_CONF = "/etc/chrony/chrony.conf"
+LOCALTIME_NEW = "/etc/.picl-localtime"
 HEADER = "# Managed by picl from cluster.toml ([time]): edit the spec, not this file.\n"
 # Debian's own settings, kept so chrony behaves as packaged.
 DEBIAN_DEFAULTS = """\
@@ -55,8 +56,10 @@ def changes(view: NodeView) -> list[Change]:
     if view.observed.timezone != zone:
         found.append(Change(
             "timezone", "update", (Attribute("timezone", view.observed.timezone, zone),),
-            steps=(sh(command("ln", "-sfn", f"/usr/share/zoneinfo/{zone}", "/etc/localtime"),
-                      f"echo {command(zone)} > /etc/timezone"),),
+            # A symlink made beside it and renamed: /etc/localtime is never missing.
+            steps=(sh(command("ln", "-sfn", f"/usr/share/zoneinfo/{zone}", LOCALTIME_NEW),
+                      command("mv", "-fT", LOCALTIME_NEW, "/etc/localtime")),
+                   put("/etc/timezone", zone + "\n")),
         ))
     current = view.observed.file(CHRONY_CONF)
     wanted = chrony_conf(view)

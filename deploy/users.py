@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterator
 
 from picl.deploy.changes import Attribute, Change, attributes
-from picl.deploy.commands import command, masked, sh
+from picl.deploy.commands import command, masked, put, sh
 from picl.deploy.view import NodeView, home
 from picl.spec import Cluster, Node, User
 
@@ -111,16 +111,10 @@ def _sudo(view: NodeView, user: User) -> Iterator[Change]:
     if want is None:
         yield Change(f"sudo {user.name}", "remove", steps=(sh(command("rm", "-f", path)),))
         return
-    # sudo ignores names with a dot: the candidate is checked by visudo before it counts.
-    candidate = f"{SUDOERS_DIR}/.picl-{user.name}.new"
-    steps = sh(
-        f"printf '%s' {command(want)} > {candidate}",
-        command("visudo", "-cqf", candidate),
-        command("chmod", "0440", candidate),
-        command("mv", candidate, path),
-    )
+    # sudo ignores names with a dot, as the temporary file's: visudo checks it before it counts.
     yield Change(f"sudo {user.name}", "create" if have is None else "update",
-                 (Attribute("sudo", _sudo_mode(have), user.sudo),), steps=(steps,))
+                 (Attribute("sudo", _sudo_mode(have), user.sudo),),
+                 steps=(put(path, want, mode="0440", check="visudo -cqf"),))
 
 
 def _sudo_mode(line: str | None) -> str:

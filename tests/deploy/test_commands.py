@@ -1,12 +1,81 @@
-"""Writing files as data: `write_file`'s commands never carry the content."""
+"""Writing files as data: every file a plan writes goes through `write_file`, whose commands
+never carry the content and always replace the file by a rename."""
 
 from __future__ import annotations
 
+import re
 from io import StringIO
+from pathlib import Path
 
-from pyinfra.api import FileUploadCommand
+import pytest
+from pyinfra.api import FileUploadCommand, StringCommand
+from pyinfra.operations import server
 
-from picl.deploy.commands import UPLOADS, put, write_file
+from picl.deploy import confirm
+from picl.deploy.commands import UPLOADS, install_packages, put, write_file
+from picl.deploy.mounts import fstab_transaction
+from picl.deploy.plan import plan_node
+from picl.deploy.view import ClusterFacts
+from picl.spec import Cluster
+from tests.deploy.clusters import small_cluster
+from tests.deploy.conftest import PAIR, fresh_node
+
+# The spec tests' cluster (every concern), and a file of a user's in their home.
+EXTRA = """
+[[files]]
+path = "/home/federico/.config/spice"
+content = "melange\\n"
+owner = "federico"
+group = "federico"
+mode = "0600"
+"""
+LED_FILES = {"/usr/local/lib/picl/leds/service.py": "print()\n",
+             "/etc/systemd/system/picl-leds.service": "[Service]\n"}
+# The operations a step may run: each of picl's own writes its files by a rename.
+OPERATIONS = {server.shell, write_file, install_packages, fstab_transaction, confirm.arm}
+# A shell redirection into anything but a descriptor or /dev/null writes a file in place.
+WRITES = re.compile(r">>?\s*(?!&|/dev/null)\S")
+
+
+@pytest.fixture
+def reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    monkeypatch.chdir(tmp_path)  # managed files' sources are read beside the spec
+    return small_cluster(tmp_path, EXTRA)
+
+
+def first_apply_steps(cluster: Cluster):
+    """Every step of the plan of fresh nodes (NetworkManager images), node by node."""
+    observed = {}
+    for node in cluster.nodes:
+        observed[node.name] = fresh_node(node.name)
+        observed[node.name].units["NetworkManager.service"] = ("enabled", "active")
+        observed[node.name].existing.add("/usr/sbin/NetworkManager")
+    shared = ClusterFacts(observed=observed, github_keys={"flucifredi": []},
+                          cluster_keys={"federico": PAIR}, led_service=LED_FILES)
+    for node in cluster.nodes:
+        plan = plan_node(cluster, node, observed[node.name], shared)
+        assert not plan.blocked, plan.blocked
+        for change in plan.changes:
+            for step in change.steps:
+                yield node.name, change.resource, step
+
+
+def test_every_file_a_plan_writes_is_replaced_by_write_file(reference: Cluster) -> None:
+    written = set()
+    for node, resource, step in first_apply_steps(reference):
+        assert step.operation in OPERATIONS, f"{node}: {resource}: {step.name}"
+        if step.operation is write_file:
+            written.add(step.arguments["dest"])
+        for command in step.arguments.get("commands", []):
+            raw = command.get_raw_value() if isinstance(command, StringCommand) else command
+            assert not WRITES.search(raw), f"{node}: {resource}: writes in place: {raw}"
+    assert {"/etc/hosts", "/etc/hostname", "/etc/timezone", "/etc/ssh/ssh_known_hosts",
+            "/etc/chrony/chrony.conf", "/etc/exports.d/picl.exports", "/etc/motd", "/etc/issue.net",
+            "/etc/sudoers.d/picl-federico", "/home/federico/.ssh/authorized_keys",
+            "/home/federico/.ssh/id_ed25519", "/home/federico/.ssh/id_ed25519.pub",
+            "/home/federico/.config/spice",
+            "/etc/NetworkManager/system-connections/picl-wifi.nmconnection",
+            *LED_FILES} <= written
 
 
 def commands(step) -> list:

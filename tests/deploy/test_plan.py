@@ -66,9 +66,10 @@ def test_uid_drift_is_an_update_naming_the_attribute(cluster: Cluster) -> None:
 
 def test_sudo_drop_in_is_checked_by_visudo_before_it_counts(cluster: Cluster) -> None:
     change = by_resource(users.changes(view(cluster, "node1", fresh_node())))["sudo federico"]
-    steps = commands(change)
-    assert steps[1] == "visudo -cqf /etc/sudoers.d/.picl-federico.new"
-    assert steps[-1] == "mv /etc/sudoers.d/.picl-federico.new /etc/sudoers.d/picl-federico"
+    (step,) = change.steps
+    assert step.arguments["dest"] == "/etc/sudoers.d/picl-federico"
+    assert step.arguments["src"].getvalue() == "federico ALL=(ALL:ALL) NOPASSWD: ALL\n"
+    assert (step.arguments["mode"], step.arguments["check"]) == ("0440", "visudo -cqf")
 
 
 def test_root_password_is_sensitive_everywhere(cluster: Cluster) -> None:
