@@ -77,17 +77,23 @@ rootonly() {
     p=${p%/*}
   done
 }
+refuse() { say "others than root can change $1, and it is not $O's: picl does not write there"; }
 uid=$(id -u -- "$O") || { say "no user $O"; exit 1; }
-if [ ! -d "$D" ]; then
-  mkdir -p -- "$D" && chown -- "$O:$G" "$D" || { say "cannot create $D"; exit 1; }
+as_owner() { if [ "$uid" = 0 ]; then "$@"; else runuser -u "$O" -- "$@"; fi; }
+if [ ! -d "$D" ]; then  # created as root in root's tree only, owned as the file
+  a=$D; while [ -n "$a" ] && [ ! -e "$a" ]; do a=${a%/*}; done
+  if rootonly "$a" && (cd -P -- "${a:-/}" && rootonly "$(pwd -P)"); then
+    mkdir -p -- "$D" && chown -- "$O:$G" "$D"
+  elif [ "$uid" != 0 ]; then as_owner mkdir -p -- "$D"
+  else refuse "${a:-/}"; false; fi || { say "cannot create $D"; exit 1; }
 fi
 cd -P -- "$D" || exit 1
 if rootonly "$D" && rootonly "$(pwd -P)"; then
   sh -c "$REPLACE" sh "$N" "$O" "$G" "$M" "$C" < "$S"
 elif [ "$uid" != 0 ] && [ "$(stat -c %u .)" = "$uid" ]; then
-  runuser -u "$O" -- sh -c "$REPLACE" sh "$N" "$O" "$G" "$M" "$C" < "$S"
+  as_owner sh -c "$REPLACE" sh "$N" "$O" "$G" "$M" "$C" < "$S"
 else
-  say "others than root can change $D, and it is not $O's: picl does not write there"; exit 1
+  refuse "$D"; exit 1
 fi || { say "not written"; exit 1; }
 """
 
@@ -108,7 +114,7 @@ def write_file(src: StringIO | BytesIO, dest: str, user: str = "root", group: st
     The content is uploaded to a private place on the node (never in a command's arguments),
     then copied to a temporary file beside `dest`, created 0600, given its owner and mode,
     synced, and renamed over `dest`. A file in a directory of a user's is written as that user.
-    Missing directories are created, owned as the file.
+    Missing directories are created, the last one owned as the file.
     """
     content = src.getvalue()
     data = content.encode() if isinstance(content, str) else content

@@ -38,8 +38,9 @@ def authorized(view: NodeView, user: User, have: list[str]) -> list[str]:
 
 
 def _ssh_dir(user: User) -> str:
-    path = f"{home(user)}/.ssh"
-    return command("install", "-d", "-m", "0700", "-o", user.name, "-g", user.name, path)
+    """~/.ssh, made by its user: a symlink they left there cannot turn root's chown elsewhere."""
+    made = command("install", "-d", "-m", "0700", f"{home(user)}/.ssh")
+    return made if user.name == "root" else f"{command('runuser', '-u', user.name, '--')} {made}"
 
 
 def _authorized_keys(view: NodeView, user: User) -> Iterator[Change]:

@@ -23,15 +23,19 @@ MARKER = "picl-secret-7f3a"
 # Sends the content on stdin to a node as one `put` step, the way apply runs every step.
 APPLY = """\
 import sys
-from picl.deploy.commands import put
+from picl.deploy import ssh
+from picl.deploy.commands import put, sh
 from picl.deploy.connection import Connection
 from picl.deploy.converge import NodeFailure, apply_node
-from picl.spec import load
+from picl.spec import User, load
 
 spec, node, path, owner, mode = sys.argv[1:]
+if path == "~/.ssh":
+    step = sh(ssh._ssh_dir(User(name=owner, uid=1100)))
+else:
+    step = put(path, sys.stdin.read(), owner, owner, mode)
 try:
-    apply_node(load(spec).node(node), [put(path, sys.stdin.read(), owner, owner, mode)],
-               Connection.from_environ())
+    apply_node(load(spec).node(node), [step], Connection.from_environ())
 except NodeFailure as exc:
     sys.exit(str(exc))
 """
@@ -188,3 +192,13 @@ def test_a_file_of_roots_is_not_written_in_a_users_directory(lab: Lab, mallory: 
     assert done.returncode != 0
     assert "picl does not write there" in done.stderr
     assert lab.ssh(NODE, "ls -A /home/mallory/.ssh").stdout == ""
+
+
+def test_a_users_ssh_directory_is_made_by_that_user(lab: Lab, mallory: str) -> None:
+    lab.ssh(NODE, "runuser -u mallory -- sh -c 'rmdir ~/.ssh && ln -s /etc/picl-test-dir ~/.ssh'")
+    assert write(lab, "~/.ssh", "", "mallory").returncode != 0
+    assert lab.ssh(NODE, "stat -c '%U %a' /etc/picl-test-dir").stdout.split() == ["root", "755"]
+    lab.ssh(NODE, "rm ~mallory/.ssh")
+    made = write(lab, "~/.ssh", "", "mallory")
+    assert made.returncode == 0, made.stderr
+    assert lab.ssh(NODE, "stat -c '%U %a' ~mallory/.ssh").stdout.split() == ["mallory", "700"]
