@@ -61,6 +61,16 @@ rm -f -- "$t"
 exit 1
 """
 
+def replaced(path: str, mode: str = "0644") -> str:
+    """Shell that makes its stdin the whole of `path` (root's), as `write_file` replaces files.
+
+    For places only root can change: the agent's files on the primary, root's own keys.
+    """
+    directory, file = posixpath.split(path)
+    return (f"(cd {shlex.quote(directory)} && sh -c {shlex.quote(REPLACE)} sh {shlex.quote(file)}"
+            f" root root {shlex.quote(mode)} '')")
+
+
 # Choose who writes. Root writes only where nobody else can change the way to the directory:
 # every directory on it, as written and as resolved, is root's and nobody else's to change
 # (sticky excepted). A directory of a user's is written in as that user, who can only write

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from picl.deploy.commands import apt_install
+from picl.deploy.commands import apt_install, replaced
 from picl.deploy.connection import Connection, host_key_lines
 from picl.errors import PiclError
 from picl.reconciler.paths import UNIT_NAME, Paths
@@ -155,7 +155,7 @@ def anchor_script(paths: Paths, cluster: Cluster) -> str:
     q = shlex.quote
     signers, path = allowed_signers(list(cluster.agent.signed_by)), q(str(paths.allowed_signers))
     return (f"grep -qs '^[^#[:space:]]' {path} || grep -qsxF {q(UNSIGNED)} {path} || "
-            f"{{ printf %s {q(signers)} > {path}.new && mv -f {path}.new {path}; }}")
+            f"{{ printf %s {q(signers)} | {replaced(str(paths.allowed_signers))}; }}")
 
 
 def start_script(paths: Paths, cluster: Cluster, led_backend: str) -> str:
@@ -163,9 +163,9 @@ def start_script(paths: Paths, cluster: Cluster, led_backend: str) -> str:
     q = shlex.quote
     return "\n".join([
         "set -eu",
-        f"printf %s {q(environment(paths, cluster, led_backend))} > "
-        f"{q(str(paths.environment))}",
-        f"printf %s {q(unit(paths))} > {q(str(paths.unit))}",
+        f"printf %s {q(environment(paths, cluster, led_backend))} | "
+        f"{replaced(str(paths.environment))}",
+        f"printf %s {q(unit(paths))} | {replaced(str(paths.unit))}",
         "systemctl daemon-reload",
         f"systemctl enable --quiet {UNIT_NAME}",
         f"systemctl restart {UNIT_NAME}",
@@ -176,9 +176,10 @@ def start_script(paths: Paths, cluster: Cluster, led_backend: str) -> str:
 def authorize_script(key: str) -> str:
     """On a node: the agent's key in root's authorized_keys (once), then its host keys."""
     q = shlex.quote(key)
+    keys = "/root/.ssh/authorized_keys"
     return (f"umask 077; mkdir -p /root/.ssh && "
-            f"{{ grep -qxF {q} /root/.ssh/authorized_keys 2>/dev/null || "
-            f"printf '%s\\n' {q} >> /root/.ssh/authorized_keys; }} && "
+            f"{{ grep -qxF {q} {keys} 2>/dev/null || "
+            f"{{ cat {keys} 2>/dev/null; printf '%s\\n' {q}; }} | {replaced(keys, '0600')}; }} && "
             "cat /etc/ssh/ssh_host_*_key.pub")
 
 
@@ -223,9 +224,7 @@ def install(cluster: Cluster, connection: Connection, secrets_file: Path | None,
     agent_key = on(prepare_script(paths, cluster), "installing").strip().splitlines()[-1]
     copied = bool(secrets_file and secrets_file.is_file())
     if copied and secrets_file is not None:
-        destination = shlex.quote(str(paths.secrets))
-        on(f"umask 077 && cat > {destination}.new && chmod 600 {destination}.new && "
-           f"mv -f {destination}.new {destination}", "copying the secrets",
+        on(replaced(str(paths.secrets), "0600"), "copying the secrets",
            data=secrets_file.read_bytes())
     progress(f"authorising the agent's key on {len(cluster.nodes)} nodes, pinning host keys")
     host_keys = {
@@ -234,9 +233,9 @@ def install(cluster: Cluster, connection: Connection, secrets_file: Path | None,
                     if line.strip()]
         for node in cluster.nodes
     }
-    on(f"cat > {shlex.quote(str(paths.known_hosts))}", "pinning host keys",
+    on(replaced(str(paths.known_hosts)), "pinning host keys",
        data=known_hosts(cluster, host_keys).encode())
-    on(f"cat > {shlex.quote(str(paths.upstream_known_hosts))}", "pinning the upstream's host key",
+    on(replaced(str(paths.upstream_known_hosts)), "pinning the upstream's host key",
        data=pinned.encode())
     progress(f"{name}: starting {UNIT_NAME}")
     on(start_script(paths, cluster, led_backend), "starting the agent")

@@ -3,7 +3,9 @@ never carry the content and always replace the file by a rename."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from io import StringIO
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from pyinfra.api import FileUploadCommand, StringCommand
 from pyinfra.operations import server
 
 from picl.deploy import confirm
-from picl.deploy.commands import UPLOADS, install_packages, put, write_file
+from picl.deploy.commands import UPLOADS, install_packages, put, replaced, write_file
 from picl.deploy.mounts import fstab_transaction
 from picl.deploy.plan import plan_node
 from picl.deploy.view import ClusterFacts
@@ -118,3 +120,15 @@ def test_bytes_are_written_as_they_are() -> None:
     _, upload, _ = list(write_file._inner(src=BytesIO(b"\xff\n"), dest="/etc/x"))
     assert upload.src.getvalue() == b"\xff\n"
     assert isinstance(put("/etc/x", "").arguments["src"], StringIO)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the file is root's")
+def test_replaced_makes_stdin_the_whole_file(tmp_path: Path) -> None:
+    target = tmp_path / "known_hosts"
+    target.write_text("old\n")
+    target.chmod(0o644)
+    script = replaced(str(target), "0600")
+    subprocess.run(["sh", "-c", script], input=b"new\n", check=True)
+    assert target.read_text() == "new\n"
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["known_hosts"]
