@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pyinfra.api import StringCommand, operation
 
 from picl.deploy.changes import Guard, Step
+from picl.deploy.commands import replaced
 
 ROLLBACK = "/var/lib/picl/rollback"
 DEFAULT_TIMEOUT = 60  # seconds, as deploy-rs (30) and netplan try (120) do
@@ -137,14 +138,16 @@ def arm(token: str, timeout: int, guard: Guard):
                      f"else : > {d}/files/{i}.absent; fi")
     lines.append(f"cd {d}")
     lines += list(guard.capture)
+    # What was saved is on disk before the revert script is: the boot unit runs any script it
+    # finds, and a script whole (renamed in place) with its saved files half written would put
+    # back a truncated fstab.
+    lines.append("sync")
     encoded = base64.b64encode(script.encode()).decode()
-    lines.append(f"echo {encoded} | base64 -d > {d}/revert")
-    unit_encoded = base64.b64encode(BOOT_UNIT_TEXT.encode()).decode()
+    lines.append(f"echo {encoded} | base64 -d | {replaced(f'{d}/revert')}")
+    unit_text = f"echo {base64.b64encode(BOOT_UNIT_TEXT.encode()).decode()} | base64 -d"
     lines += [
-        f"echo {unit_encoded} | base64 -d > {boot_unit}.picl-new",
-        f"if cmp -s {boot_unit}.picl-new {boot_unit}; then rm {boot_unit}.picl-new; else "
-        f"mv {boot_unit}.picl-new {boot_unit} && systemctl daemon-reload "
-        f"&& systemctl enable --quiet {BOOT_UNIT}; fi",
+        f"if ! {unit_text} | cmp -s - {boot_unit}; then {unit_text} | {replaced(boot_unit)} "
+        f"&& systemctl daemon-reload && systemctl enable --quiet {BOOT_UNIT}; fi",
         "sync",
         f"systemd-run --quiet --unit={unit(token)} --on-active={int(timeout)}s "
         "--timer-property=AccuracySec=1s "

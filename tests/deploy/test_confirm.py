@@ -13,6 +13,7 @@ import pytest
 
 from picl.deploy import confirm, ssh
 from picl.deploy.changes import Guard
+from picl.deploy.commands import replaced
 from picl.facts.node import Account
 from picl.spec import Cluster
 from tests.deploy.conftest import fresh_node, view
@@ -161,3 +162,13 @@ def test_the_keys_picl_logs_in_with_change_under_the_switch(
     change = found["authorized_keys federico"]
     assert change.guard == (Guard(files=("/home/federico/.ssh/authorized_keys",))
                             if guarded else None)
+
+
+def test_the_revert_script_appears_whole_once_the_saved_files_are_on_disk() -> None:
+    # The boot unit runs every revert script it finds: one must never put back half a file.
+    (command,) = confirm.arm._inner(token="abc", timeout=45, guard=Guard(files=("/etc/fstab",)))
+    text = str(command)
+    revert = f"{confirm.ROLLBACK}/abc/revert"
+    assert text.index("cp -a /etc/fstab") < text.index("\nsync\n") < text.index(revert)
+    assert f"> {revert}" not in text and replaced(revert) in text
+    assert f"> /etc/systemd/system/{confirm.BOOT_UNIT}" not in text
