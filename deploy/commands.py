@@ -9,9 +9,11 @@ from __future__ import annotations
 import posixpath
 import secrets
 import shlex
+from collections.abc import Generator
 from io import BytesIO, StringIO
 
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.api.command import PyinfraCommand
 from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.operations import server
 
@@ -108,6 +110,18 @@ fi || { say "not written"; exit 1; }
 """
 
 
+def upload(data: bytes) -> Generator[PyinfraCommand, None, str]:
+    """Commands that put `data` in a file of root's alone on the node; returns its path.
+
+    What uses it removes the file; uploads an apply lost on the way are removed after an hour.
+    """
+    staged = f"{UPLOADS}/{secrets.token_hex(8)}"
+    yield StringCommand(f"install -d -m 0700 {UPLOADS} && "
+                        f"find {UPLOADS} -type f -mmin +60 -delete")
+    yield FileUploadCommand(BytesIO(data), staged)
+    return staged
+
+
 @operation()
 def write_file(src: StringIO | BytesIO, dest: str, user: str = "root", group: str = "root",
                mode: str = "0644", check: str = ""):
@@ -127,12 +141,7 @@ def write_file(src: StringIO | BytesIO, dest: str, user: str = "root", group: st
     Missing directories are created, the last one owned as the file.
     """
     content = src.getvalue()
-    data = content.encode() if isinstance(content, str) else content
-    staged = f"{UPLOADS}/{secrets.token_hex(8)}"
-    # Uploads an apply lost on its way (killed before the node put them in place) go.
-    yield StringCommand(f"install -d -m 0700 {UPLOADS} && "
-                        f"find {UPLOADS} -type f -mmin +60 -delete")
-    yield FileUploadCommand(BytesIO(data), staged)
+    staged = yield from upload(content.encode() if isinstance(content, str) else content)
     variables = {"P": dest, "S": staged, "D": posixpath.dirname(dest) or "/",
                  "N": posixpath.basename(dest), "O": user, "G": group, "M": mode, "C": check,
                  "REPLACE": REPLACE}

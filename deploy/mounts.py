@@ -9,13 +9,13 @@ fails. A rename replaces it, so an apply killed at any instant leaves the old or
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import shlex
 
 from pyinfra.api import StringCommand, operation
 
 from picl.deploy.changes import Attribute, Change, Guard, Step, text_diff
+from picl.deploy.commands import upload
 from picl.deploy.fstab import Fstab, FstabEdit, fstab_entries, plan_fstab, shown
 from picl.deploy.view import NodeView
 from picl.spec import Cluster, Node
@@ -69,7 +69,7 @@ rm -f /etc/.fstab.picl.*  # what an apply killed before its rename left
 set -f  # mount points are words, never patterns
 NEW=$(mktemp /etc/.fstab.picl.XXXXXX) || exit 1
 S=$(mktemp -d)
-trap 'rm -rf "$S"; rm -f "$NEW"' EXIT
+trap 'rm -rf "$S"; rm -f "$NEW" "$DATA"' EXIT
 replaced=0 mounted='' unmounted='' created=''
 # Replace the file with $1 atomically: written and synced beside it, renamed, directory synced.
 replace() {{ sync "$1" && mv -f "$1" "$F" && sync /etc; }}
@@ -95,7 +95,7 @@ verify() {{
 have=absent
 [ -e "$F" ] && have=$(sha256sum < "$F" | cut -c1-64)
 [ "$have" = "$BEFORE" ] || {{ say "$F changed since the plan read it: plan again"; exit 1; }}
-printf '%s' "$DATA" | base64 -d > "$NEW" || fail "cannot write the new $F"
+cat -- "$DATA" > "$NEW" || fail "cannot write the new $F"
 chmod 0644 "$NEW"
 for t in $MOUNT; do
   [ -d "$t" ] && continue
@@ -150,8 +150,10 @@ def fstab_transaction(data: bytes, before: str, unmount: list[str], mount: list[
     /var/backups/picl/fstab.1 (the last five). On any failure the previous bytes go back,
     systemd reloads, and the mount's own error is the operation's.
     """
+    # The file goes up on its own, never in the command: a CIFS line may hold a password.
+    staged = yield from upload(data)
     variables = {
-        "DATA": base64.b64encode(data).decode(),
+        "DATA": staged,
         "BEFORE": before,
         "UNMOUNT": " ".join(unmount),  # mount points: no white space (checks.absolute_path)
         "MOUNT": " ".join(mount),

@@ -97,10 +97,12 @@ def test_the_guard_puts_back_the_file_and_undoes_the_mounts(spec: Cluster) -> No
 
 
 def test_the_transaction_command_carries_its_inputs_quoted() -> None:
-    (command,) = mounts.fstab_transaction._inner(
-        data=b"a b\n", before="absent", unmount=["/old"], mount=["/new", "/two"])
+    _, upload, command = mounts.fstab_transaction._inner(
+        data=b"a b password=x\n", before="absent", unmount=["/old"], mount=["/new", "/two"])
+    assert upload.src.getvalue() == b"a b password=x\n"
     text = str(command)
-    assert text.startswith("DATA=YSBiCg==\nBEFORE=absent\nUNMOUNT=/old\nMOUNT='/new /two'\n")
+    assert "password" not in text  # the content never in a command's arguments
+    assert text.startswith(f"DATA={upload.dest}\nBEFORE=absent\nUNMOUNT=/old\nMOUNT='/new /two'\n")
     # The order the issue asks for: verify, back up, unmount, replace, reload, mount.
     steps = ["verify \"$NEW\" new", 'cp -p "$F" "$B/fstab.1"', 'unmount_point "$t"',
              'replace "$NEW"', "systemctl daemon-reload", ' mount_point "$t"']
