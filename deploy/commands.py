@@ -48,7 +48,7 @@ def put(path: str, content: str, owner: str = "root", group: str = "root",
 UPLOADS = "/run/picl/uploads"
 
 # Put the content read on stdin in place as file $1 of the current directory: a temporary file
-# beside it (0600 from creation), given its group and mode and checked, synced, then renamed
+# beside it (0600 from creation), given its owner and mode and checked, synced, then renamed
 # over it and the directory synced. Run by the writer `write_file` chose; readers and a crash
 # at any instant see the old file or the new one, never a part, never a looser mode.
 REPLACE = """\
@@ -62,6 +62,7 @@ if cat > "$t" && chown -- "$O:$G" "$t" && chmod -- "$M" "$t" && { [ -z "$C" ] ||
 rm -f -- "$t"
 exit 1
 """
+
 
 def replaced(path: str, mode: str = "0644") -> str:
     """Shell that makes its stdin the whole of `path` (root's), as `write_file` replaces files.
