@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-Loc = tuple[str | int, ...]
+from picl.spec.locate import Loc, format_loc
+
 Finding = tuple[Loc, str]
 
 
@@ -147,7 +148,7 @@ def check_placement(data: dict[str, Any]) -> Iterator[Finding]:
                 continue
             earlier = mount_points.setdefault((node, point), loc)
             if earlier != loc:
-                yield loc, f"{point!r} on {node} is already mounted by {_dotted(earlier)}"
+                yield loc, f"{point!r} on {node!r} is already mounted by {_dotted(earlier)}"
                 break
     files: dict[tuple[str, str], Loc] = {}
     for i, managed in _tables(data, "files"):
@@ -159,7 +160,8 @@ def check_placement(data: dict[str, Any]) -> Iterator[Finding]:
             for node in targets:
                 earlier = files.setdefault((str(node), path), ("files", i, "path"))
                 if earlier != ("files", i, "path"):
-                    yield ("files", i, "path"), f"{path!r} on {node} is already {_dotted(earlier)}"
+                    message = f"{path!r} on {node!r} is already {_dotted(earlier)}"
+                    yield ("files", i, "path"), message
                     break
 
 
@@ -179,14 +181,6 @@ def check_sources(data: dict[str, Any], base: Path) -> Iterator[Finding]:
 
 def _dotted(loc: Loc) -> str:
     return format_loc(loc[:-1]) if loc else ""
-
-
-def format_loc(loc: Loc) -> str:
-    """('nodes', 1, 'address') -> 'nodes[1].address'."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def findings(data: dict[str, Any], base: Path) -> list[Finding]:
