@@ -110,7 +110,7 @@ def check_users(data: dict[str, Any]) -> Iterator[Finding]:
                     yield loc, f"gid {gid} is already used by users[{gids[gid]}]"
                 else:
                     gids[gid] = i
-    names = {u.get("name") for _, u in _tables(data, "users")}
+    names = {u["name"] for _, u in _tables(data, "users") if isinstance(u.get("name"), str)}
     for i, user in _tables(data, "users"):
         old = user.get("rename_from")
         if isinstance(old, str) and old in names:
@@ -172,10 +172,16 @@ def check_sources(data: dict[str, Any], base: Path) -> Iterator[Finding]:
         source = managed.get("source")
         if not isinstance(source, str):
             continue
-        target = (root / source).resolve()
-        if not target.is_relative_to(root):
+        try:
+            target = (root / source).resolve()
+            inside, exists = target.is_relative_to(root), target.is_file()
+        except (OSError, ValueError, RuntimeError) as exc:  # a NUL, a name too long, a loop
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            yield ("files", i, "source"), f"{source!r} is not a path that can be read: {reason}"
+            continue
+        if not inside:
             yield ("files", i, "source"), f"{source!r} is outside the spec's directory"
-        elif not target.is_file():
+        elif not exists:
             yield ("files", i, "source"), f"{source!r} does not exist beside the spec"
 
 

@@ -151,6 +151,10 @@ CASES: list[tuple[str, str, str, str]] = [
      "leds.brightness" + "[0]" * 31),
     ("inline-table-deep", "brightness = 0.1", "brightness = " + "{a=" * 400 + "1" + "}" * 400 + " #!",
      "leds.brightness" + ".a" * 31),
+    ("user-name-array", 'name = "federico"', 'name = ["federico"] #!', "users[0].name"),
+    ("file-source-nul", 'source = "files/issue"', 'source = "files/\\u0000" #!', "files[1].source"),
+    ("file-source-too-long", 'source = "files/issue"', f'source = "files/{"a" * 300}" #!',
+     "files[1].source"),
     ("mount-taken-odd-node", '[[files]]\npath = "/etc/motd"',
      '[[mounts]]\nnodes = ["no\\nde"]\nwhat = "x"\nwhere = "/y"\ntype = "ext4"\n\n'
      '[[mounts]]\nnodes = ["no\\nde"]\nwhat = "x"\nwhere = "/y" #!\ntype = "ext4"\n\n'
