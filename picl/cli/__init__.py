@@ -84,7 +84,7 @@ def cli(
 
 
 def _internal_error(exc: BaseException, verbose: bool) -> None:
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, emoji=False)
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" at {frame.filename}:{frame.lineno}" if frame else ""
     if verbose:
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         Console(stderr=True).print("picl: interrupted", markup=False)
         status = ExitStatus.ERROR
     except PiclError as exc:
-        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
         for line in exc.lines():
             err.print(line, markup=False)
         status = ExitStatus.ERROR

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from picl.spec import Cluster
@@ -25,9 +26,12 @@ class Env:
     lab: bool = False
     verbose: bool = False
     quiet: bool = False  # a process about to hand over to another that will warn itself
-    out: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    # No emoji codes: ":100:" in a message or a file's diff is text, not a picture.
+    out: Console = field(
+        default_factory=lambda: Console(highlight=False, soft_wrap=True, emoji=False)
+    )
     err: Console = field(
-        default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True)
+        default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
     )
 
     @classmethod
@@ -51,7 +55,7 @@ class Env:
     def warn(self, message: str) -> None:
         if self.quiet:
             return
-        self.err.print(f"[yellow]warning:[/] {message}", markup=True)
+        self.err.print(f"[yellow]warning:[/] {escape(message)}", markup=True)
 
 
 def person() -> str:

@@ -7,6 +7,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from picl.cli.env import Env
 from picl.errors import PiclError
@@ -38,7 +39,8 @@ def _summary(cluster: Cluster) -> str:
 def validate(env: Env) -> ExitStatus:
     """Check the spec: 0 valid, 1 invalid, every problem as FILE:LINE:COL: key.path: message."""
     cluster = env.cluster
-    env.out.print(f"{env.spec_path}: valid: cluster {cluster.cluster.name!r}, {_summary(cluster)}")
+    env.out.print(f"{escape(str(env.spec_path))}: valid: cluster {cluster.cluster.name!r}, "
+                  f"{_summary(cluster)}")
     env.out.print(
         "checked: keys and types, names (hostnames, users, groups), addresses in "
         f"{cluster.network.subnet}, unique names/addresses/uids/gids, references to nodes and "

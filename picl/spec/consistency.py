@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-Loc = tuple[str | int, ...]
+from picl.spec.locate import Loc, format_loc
+
 Finding = tuple[Loc, str]
 
 
@@ -109,7 +110,7 @@ def check_users(data: dict[str, Any]) -> Iterator[Finding]:
                     yield loc, f"gid {gid} is already used by users[{gids[gid]}]"
                 else:
                     gids[gid] = i
-    names = {u.get("name") for _, u in _tables(data, "users")}
+    names = {u["name"] for _, u in _tables(data, "users") if isinstance(u.get("name"), str)}
     for i, user in _tables(data, "users"):
         old = user.get("rename_from")
         if isinstance(old, str) and old in names:
@@ -147,7 +148,7 @@ def check_placement(data: dict[str, Any]) -> Iterator[Finding]:
                 continue
             earlier = mount_points.setdefault((node, point), loc)
             if earlier != loc:
-                yield loc, f"{point!r} on {node} is already mounted by {_dotted(earlier)}"
+                yield loc, f"{point!r} on {node!r} is already mounted by {_dotted(earlier)}"
                 break
     files: dict[tuple[str, str], Loc] = {}
     for i, managed in _tables(data, "files"):
@@ -159,7 +160,8 @@ def check_placement(data: dict[str, Any]) -> Iterator[Finding]:
             for node in targets:
                 earlier = files.setdefault((str(node), path), ("files", i, "path"))
                 if earlier != ("files", i, "path"):
-                    yield ("files", i, "path"), f"{path!r} on {node} is already {_dotted(earlier)}"
+                    message = f"{path!r} on {node!r} is already {_dotted(earlier)}"
+                    yield ("files", i, "path"), message
                     break
 
 
@@ -170,23 +172,21 @@ def check_sources(data: dict[str, Any], base: Path) -> Iterator[Finding]:
         source = managed.get("source")
         if not isinstance(source, str):
             continue
-        target = (root / source).resolve()
-        if not target.is_relative_to(root):
+        try:
+            target = (root / source).resolve()
+            inside, exists = target.is_relative_to(root), target.is_file()
+        except (OSError, ValueError, RuntimeError) as exc:  # a NUL, a name too long, a loop
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            yield ("files", i, "source"), f"{source!r} is not a path that can be read: {reason}"
+            continue
+        if not inside:
             yield ("files", i, "source"), f"{source!r} is outside the spec's directory"
-        elif not target.is_file():
+        elif not exists:
             yield ("files", i, "source"), f"{source!r} does not exist beside the spec"
 
 
 def _dotted(loc: Loc) -> str:
     return format_loc(loc[:-1]) if loc else ""
-
-
-def format_loc(loc: Loc) -> str:
-    """('nodes', 1, 'address') -> 'nodes[1].address'."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def findings(data: dict[str, Any], base: Path) -> list[Finding]:

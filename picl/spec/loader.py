@@ -14,8 +14,8 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from picl.errors import PiclError, Problem, SpecError
-from picl.spec.consistency import did_you_mean, findings, format_loc
-from picl.spec.locate import Loc, Positions, positions
+from picl.spec.consistency import did_you_mean, findings
+from picl.spec.locate import MAX_DEPTH, Loc, Positions, format_loc, positions
 from picl.spec.models import SELECTION_TAGS, Cluster
 
 SECRETS_FILE = "secrets.toml"
@@ -40,9 +40,15 @@ def _text(path: Path) -> str:
         raise SpecError([Problem(str(path), line, col, "", "not UTF-8 text")]) from None
 
 
-def _parse(path: Path, text: str) -> dict[str, Any]:
+def _parse(path: Path, text: str) -> tuple[dict[str, Any], Positions]:
+    """The document's data and where each key is written, or its first problem, located."""
+    where = positions(text)
+    if where.too_deep:  # tomllib recurses, and its time grows with the square of a key's parts
+        loc = where.too_deep
+        message = f"nested more than {MAX_DEPTH} tables and arrays deep"
+        raise SpecError([Problem(str(path), *where.of(loc), format_loc(loc), message)])
     try:
-        return tomllib.loads(text)
+        return tomllib.loads(text), where
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _TOML_POSITION.search(message)
@@ -117,11 +123,10 @@ def _secret_refs(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
 
 def load_secrets(path: Path) -> dict[str, SecretStr]:
     """secrets.toml: NAME = "value" per secret. Values never reach an error message."""
-    text = _text(path)
-    data = _parse(path, text)
-    where = positions(text)
+    data, where = _parse(path, _text(path))
+    message = "a secret's value must be a string"
     problems = [
-        Problem(str(path), *where.of((key,)), key, "a secret's value must be a string")
+        Problem(str(path), *where.of((key,)), format_loc((key,)), message)
         for key, value in data.items()
         if not isinstance(value, str)
     ]
@@ -137,9 +142,7 @@ def load(
 ) -> Cluster:
     """Read and validate a spec; raise SpecError with every problem, sorted by line."""
     path = Path(path)
-    text = _text(path)
-    data = _parse(path, text)
-    where = positions(text)
+    data, where = _parse(path, _text(path))
     file = str(path)
     problems: list[Problem] = []
     cluster: Cluster | None = None

@@ -1,44 +1,49 @@
 """Where each key of a TOML document is written: (line, column) per key path.
 
-tomllib gives values without positions; errors must name the line. This scanner reads the
-(already valid) text once and records the position of every table header, key, inline-table
-key and array element. A path it never saw falls back to its nearest recorded ancestor.
+tomllib gives values without positions; errors must name the line. This scanner reads the text
+once, as TOML does: lines end at "\\n" only (not at U+2028, NEL or the other breaks of
+`str.splitlines`), keys are bare or quoted (with escapes, brackets and dots inside the quotes),
+strings come in four kinds. It records the position of every table header, key, inline-table
+key and array element, and the first key path nested deeper than MAX_DEPTH. It never recurses
+and never raises, whatever the text, so it also bounds the nesting before tomllib (which
+recurses) reads it. A path it never saw falls back to its nearest recorded ancestor.
+`format_loc` writes a key path back for messages, quoting keys as TOML does.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 Loc = tuple[str | int, ...]
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
+# Tables and arrays inside each other, counting array elements: the spec's deepest key has 4.
+MAX_DEPTH = 32
+
+_BLANK = re.compile(r"[ \t\r]*(?:#[^\n]*)?")
+_BLANK_LINES = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _split_key(text: str) -> list[str]:
-    """A dotted key (`a.b`, `"a b".c`) into its parts."""
-    parts, i = [], 0
-    while i < len(text):
-        ch = text[i]
-        if ch in "\"'":
-            end = text.index(ch, i + 1)
-            parts.append(text[i + 1 : end])
-            i = end + 1
-        elif ch == "." or ch.isspace():
-            i += 1
-        else:
-            match = _BARE_KEY.match(text, i)
-            if not match:
-                break
-            parts.append(match.group())
-            i = match.end()
-    return parts
+_BASIC = re.compile(r'"((?:[^"\\\n]|\\[^\n])*)"?')
+_LITERAL = re.compile(r"'([^'\n]*)'?")
+_ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|.)")
+_ESCAPED = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
+_ESCAPES = {char: "\\" + code for code, char in _ESCAPED.items()}
+_SCALAR = re.compile(r"""[^ \t\r\n,\[\]{}#"']+""")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIME_AFTER_SPACE = re.compile(r""" \d{2}:[^ \t\r\n,\[\]{}#"']*""")
+_STRING_STOP = {'"': re.compile(r'["\\]'), "'": re.compile("'")}
 
 
 @dataclass
 class Positions:
+    """Where each key path of one document is written, and whether it nests too deep."""
+
     where: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    # The first key path nested deeper than MAX_DEPTH, cut one level below the limit.
+    too_deep: Loc | None = None
+    # Tables only named as the parent of a header (`a` of `[a.b]`): a definition wins over them.
+    _implied: set[Loc] = field(default_factory=set, repr=False)
 
     def of(self, loc: Loc) -> tuple[int, int]:
         """The position of `loc`, or of its closest ancestor; (1, 1) for the document."""
@@ -48,128 +53,238 @@ class Positions:
                 return found
         return (1, 1)
 
-    def record(self, loc: Loc, line: int, col: int) -> None:
-        self.where.setdefault(loc, (line, col))
+    def record(self, loc: Loc, line: int, col: int, implied: bool = False) -> None:
+        if len(loc) > MAX_DEPTH:
+            loc = loc[: MAX_DEPTH + 1]
+            if self.too_deep is None:
+                self.too_deep = loc
+        if loc in self._implied and not implied:
+            self._implied.discard(loc)
+            self.where[loc] = (line, col)
+        elif loc not in self.where:
+            self.where[loc] = (line, col)
+            if implied:
+                self._implied.add(loc)
+
+
+@dataclass
+class _Open:
+    """An array or inline table being read: its closing bracket, path and items so far."""
+
+    closer: str
+    loc: Loc
+    items: int = 0
+
+
+def _child(loc: Loc, *parts: str | int) -> Loc:
+    # Paths stop growing one level past the limit, so even absurd nesting costs linear time.
+    return (*loc, *parts)[: MAX_DEPTH + 1]
+
+
+def _unescape(raw: str) -> str:
+    """A basic string's escapes (`\\"`, `\\n`, `\\u00e9`...) as the characters they stand for."""
+
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if len(code) == 1:
+            return _ESCAPED.get(code, match.group())
+        try:
+            return chr(int(code[1:], 16))
+        except (ValueError, OverflowError):
+            return match.group()
+
+    return _ESCAPE.sub(one, raw)
 
 
 class _Scanner:
-    """Walks a value (scalar, inline table or array) character by character across lines."""
+    """Reads a document once, left to right, recording positions into `found`."""
 
-    def __init__(self, lines: list[str], positions: Positions):
-        self.lines = lines
-        self.positions = positions
-        self.row = 0
-        self.col = 0
+    def __init__(self, text: str):
+        self.text = text
+        self.i = 0
+        self.found = Positions()
+        self.line_starts = [0, *(m.end() for m in re.finditer("\n", text))]
+
+    def record(self, loc: Loc, at: int, implied: bool = False) -> None:
+        row = bisect_right(self.line_starts, at) - 1
+        self.found.record(loc, row + 1, at - self.line_starts[row] + 1, implied)
 
     def peek(self) -> str:
-        while self.row < len(self.lines):
-            line = self.lines[self.row]
-            while self.col < len(line) and line[self.col] in " \t":
-                self.col += 1
-            if self.col < len(line) and line[self.col] != "#":
-                return line[self.col]
-            self.row, self.col = self.row + 1, 0
-        return ""
+        return self.text[self.i : self.i + 1]
+
+    def skip(self, newlines: bool = False) -> str:
+        """Past spaces, tabs and comments (and line ends, inside arrays and inline tables): the
+        character that follows, "" at the end."""
+        blank = _BLANK_LINES if newlines else _BLANK
+        self.i = blank.match(self.text, self.i).end()  # type: ignore[union-attr]
+        return self.text[self.i : self.i + 1]
+
+    def next_line(self) -> None:
+        end = self.text.find("\n", self.i)
+        self.i = len(self.text) if end < 0 else end + 1
+
+    def document(self) -> Positions:
+        table: Loc = ()
+        arrays: dict[Loc, int] = {}  # array-of-tables path -> index of its last element
+        while self.i < len(self.text):
+            first = self.skip(newlines=True)
+            if first == "[":
+                table = self.header(arrays)
+            elif first:
+                self.value(self.key_and_equals(table))
+            self.next_line()
+        return self.found
+
+    def header(self, arrays: dict[Loc, int]) -> Loc:
+        """`[a.b]` or `[[a.b]]`: the table's path, with the index of the elements it is in."""
+        self.i += 1
+        array = self.peek() == "["
+        self.i += array
+        self.skip()
+        start = self.i
+        parts = self.key()[: MAX_DEPTH + 1]
+        loc: Loc = ()
+        for n, part in enumerate(parts):
+            loc = _child(loc, part)
+            if n + 1 < len(parts):
+                self.record(loc, start, implied=True)
+                if loc in arrays:  # `[nodes.x]` after `[[nodes]]`: the last element's table
+                    loc = _child(loc, arrays[loc])
+        if array:
+            self.record(loc, start)
+            arrays[loc] = arrays.get(loc, -1) + 1
+            loc = _child(loc, arrays[loc])
+        self.record(loc, start)
+        return loc
+
+    def key(self) -> list[str]:
+        """A key, dotted or not, as its parts: `a."b.c".'d'` -> ['a', 'b.c', 'd']."""
+        parts: list[str] = []
+        while True:
+            quote = self.skip()
+            match = (_BASIC if quote == '"' else _LITERAL if quote == "'" else _BARE_KEY).match(
+                self.text, self.i
+            )
+            if not match:
+                return parts
+            self.i = match.end()
+            if quote == '"':
+                parts.append(_unescape(match.group(1)))
+            else:
+                parts.append(match.group(1) if quote == "'" else match.group())
+            if self.skip() != ".":
+                return parts
+            self.i += 1
+
+    def key_and_equals(self, table: Loc) -> Loc:
+        """A key and its `=`, recorded where the key starts: the path of the value after it."""
+        start = self.i
+        loc = _child(table, *self.key())
+        for end in range(len(table) + 1, len(loc) + 1):
+            self.record(loc[:end], start)
+        self.i += self.skip() == "="
+        return loc
 
     def value(self, loc: Loc) -> None:
-        ch = self.peek()
-        self.positions.record(loc, self.row + 1, self.col + 1)
-        if ch == "[":
-            self.col += 1
-            index = 0
-            while self.peek() not in ("]", ""):
-                self.value((*loc, index))
-                index += 1
-                if self.peek() == ",":
-                    self.col += 1
-            self.col += 1
-        elif ch == "{":
-            self.col += 1
-            while self.peek() not in ("}", ""):
-                self.key_value(loc)
-                if self.peek() == ",":
-                    self.col += 1
-            self.col += 1
-        elif ch in "\"'":
-            self.string()
-        else:
-            line = self.lines[self.row]
-            while self.col < len(line) and line[self.col] not in ",]}# \t":
-                self.col += 1
+        """One value; arrays and inline tables are followed on a stack, not by recursion."""
+        stack: list[_Open] = []
+        while True:
+            start = self.skip(newlines=bool(stack))
+            self.record(loc, self.i)
+            if start in ("[", "{"):
+                self.i += 1
+                stack.append(_Open("]" if start == "[" else "}", loc))
+            elif start in ('"', "'"):
+                self.string()
+            else:
+                self.scalar()
+            following = self.next_item(stack)
+            if following is None:
+                return
+            loc = following
+
+    def next_item(self, stack: list[_Open]) -> Loc | None:
+        """Past the brackets that close here: the path of the next element or key, if any."""
+        while stack:
+            top = stack[-1]
+            ch = self.skip(newlines=True)
+            if not ch:
+                return None
+            if ch == top.closer:
+                self.i += 1
+                stack.pop()
+            elif ch == "," and top.items:
+                self.i += 1
+            else:
+                top.items += 1
+                if top.closer == "]":
+                    return _child(top.loc, top.items - 1)
+                return self.key_and_equals(top.loc)
+        return None
 
     def string(self) -> None:
-        line = self.lines[self.row]
-        quote = line[self.col : self.col + 3]
-        if quote in ('"""', "'''"):
-            self.col += 3
-            while self.row < len(self.lines):
-                end = self.lines[self.row].find(quote, self.col)
-                if end >= 0:
-                    self.col = end + 3
-                    return
-                self.row, self.col = self.row + 1, 0
+        """Past a string of any of the four kinds."""
+        quote = self.peek()
+        if not self.text.startswith(quote * 3, self.i):
+            single = _BASIC if quote == '"' else _LITERAL  # matches: it starts at the quote
+            self.i = single.match(self.text, self.i).end()  # type: ignore[union-attr]
             return
-        ch = line[self.col]
-        i = self.col + 1
-        while i < len(line) and line[i] != ch:
-            i += 2 if ch == '"' and line[i] == "\\" else 1
-        self.col = i + 1
+        stop = _STRING_STOP[quote]
+        i = self.i + 3
+        while (found := stop.search(self.text, i)) is not None:
+            i = found.start()
+            if self.text[i] == "\\":
+                i += 2
+                continue
+            run = 1
+            while self.text.startswith(quote, i + run):
+                run += 1
+            # Up to two quotes just before the closing three belong to the string.
+            if run >= 3:
+                self.i = i + min(run, 5)
+                return
+            i += run
+        self.i = len(self.text)
 
-    def key_value(self, table: Loc) -> None:
-        line = self.lines[self.row]
-        start = self.col
-        eq = self._find_equals(line, start)
-        parts = _split_key(line[start:eq])
-        for depth in range(1, len(parts) + 1):
-            self.positions.record((*table, *parts[:depth]), self.row + 1, start + 1)
-        self.col = eq + 1
-        self.value((*table, *parts))
-
-    @staticmethod
-    def _find_equals(line: str, start: int) -> int:
-        quote = ""
-        for i in range(start, len(line)):
-            ch = line[i]
-            if quote:
-                quote = "" if ch == quote else quote
-            elif ch in "\"'":
-                quote = ch
-            elif ch == "=":
-                return i
-        return len(line)
+    def scalar(self) -> None:
+        """Past a number, boolean or date-time (`1979-05-27 07:32:00` holds a space)."""
+        match = _SCALAR.match(self.text, self.i)
+        if match is None:
+            self.i += self.peek() not in ("", "\n")  # not a value: step over it
+            return
+        self.i = match.end()
+        if _DATE.fullmatch(match.group()):
+            time = _TIME_AFTER_SPACE.match(self.text, self.i)
+            self.i = time.end() if time else self.i
 
 
 def positions(text: str) -> Positions:
-    """Positions of every key path in a TOML document that tomllib accepted."""
-    lines = text.splitlines()
-    found = Positions()
-    scanner = _Scanner(lines, found)
-    arrays: dict[Loc, int] = {}
-    table: Loc = ()
-    while scanner.peek():
-        row = scanner.row
-        header = _HEADER.match(lines[row]) if scanner.col == len(lines[row]) - len(
-            lines[row].lstrip()
-        ) else None
-        if header:
-            parts = _split_key(header.group(2))
-            table = _resolve(tuple(parts), arrays)
-            if header.group(1) == "[[":
-                arrays[tuple(parts)] = arrays.get(tuple(parts), -1) + 1
-                table = (*table, arrays[tuple(parts)])
-            found.record(table, row + 1, header.start(2) + 1)
-            scanner.row, scanner.col = row + 1, 0
+    """Positions of every key path in a TOML document, and whether it nests too deep."""
+    return _Scanner(text).document()
+
+
+def format_loc(loc: Loc) -> str:
+    """('nodes', 1, 'address') -> 'nodes[1].address'; other keys quoted: 'nodes[1]."a]b"'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
         else:
-            scanner.key_value(table)
-    return found
+            out += f".{_toml_key(part)}" if out else _toml_key(part)
+    return out
 
 
-def _resolve(parts: Loc, arrays: dict[Loc, int]) -> Loc:
-    """`[nodes.x]` after `[[nodes]]` means the last element's table: insert the index."""
-    resolved: Loc = ()
-    for i, part in enumerate(parts):
-        resolved = (*resolved, part)
-        prefix = tuple(parts[: i + 1])
-        if prefix in arrays and i + 1 < len(parts):
-            resolved = (*resolved, arrays[prefix])
-    return resolved
+def _toml_key(key: str) -> str:
+    """A key as TOML writes it: bare, or quoted with quotes and unprintable characters escaped,
+    so that a message stays one line and says which key it means."""
+    if _BARE_KEY.fullmatch(key):
+        return key
+    out = ""
+    for ch in key:
+        if ch in _ESCAPES:
+            out += _ESCAPES[ch]
+        elif not ch.isprintable():
+            out += f"\\u{ord(ch):04X}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08X}"
+        else:
+            out += ch
+    return f'"{out}"'

@@ -132,11 +132,38 @@ CASES: list[tuple[str, str, str, str]] = [
     ("signed-by-invalid", f'signed_by = ["{KEY}"]', 'signed_by = ["federico"] #!',
      "agent.signed_by[0]"),
     ("section-typo", "[leds]", "[ledz] #!", "ledz"),
+    # Valid TOML the locator once crashed on or misread: quoted keys with brackets and escapes,
+    # line breaks that only str.splitlines() knows, nesting deep enough to crash tomllib.
+    ("header-bracket", "[leds]", '["le]ds"] #!', '"le]ds"'),
+    ("dotted-header-bracket", "[network.wifi]", '[network."wi]fi"] #!', 'network."wi]fi"'),
+    ("array-header-bracket", "[[mounts]]", '[["mou]nts"]] #!', '"mou]nts"'),
+    ("key-escaped-quote", "mode = \"status\"", '"mo\\"de" = "status" #!', 'leds."mo\\"de"'),
+    ("key-newline", "mode = \"status\"", '"mo\\nde" = "status" #!', 'leds."mo\\nde"'),
+    ("key-line-separator", "mode = \"status\"", '"mo\u2028de" = "status" #!',
+     'leds."mo\\u2028de"'),
+    ("string-line-separator", 'ssid = "ato-2020"\npsk = { secret = "wifi_psk" }\ncountry = "US"',
+     'ssid = "ato\u20282020"\npsk = { secret = "wifi_psk" }\ncountry = "us" #!',
+     "network.wifi.country"),
+    ("string-next-line", 'name = "node1"', 'name = "node\x851" #!', "nodes[1].name"),
+    ("comment-paragraph-separator", 'address = "10.1.10.242"',
+     'address = "10.1.10.242" # \u2029 [x]\nleds = "on" #!', "nodes[2].leds"),
+    ("array-deep", "brightness = 0.1", "brightness = " + "[" * 1000 + "]" * 1000 + " #!",
+     "leds.brightness" + "[0]" * 31),
+    ("inline-table-deep", "brightness = 0.1", "brightness = " + "{a=" * 400 + "1" + "}" * 400 + " #!",
+     "leds.brightness" + ".a" * 31),
+    ("user-name-array", 'name = "federico"', 'name = ["federico"] #!', "users[0].name"),
+    ("file-source-nul", 'source = "files/issue"', 'source = "files/\\u0000" #!', "files[1].source"),
+    ("file-source-too-long", 'source = "files/issue"', f'source = "files/{"a" * 300}" #!',
+     "files[1].source"),
+    ("mount-taken-odd-node", '[[files]]\npath = "/etc/motd"',
+     '[[mounts]]\nnodes = ["no\\nde"]\nwhat = "x"\nwhere = "/y"\ntype = "ext4"\n\n'
+     '[[mounts]]\nnodes = ["no\\nde"]\nwhat = "x"\nwhere = "/y" #!\ntype = "ext4"\n\n'
+     '[[files]]\npath = "/etc/motd"', "mounts[2].where"),
 ]
 
 
 def _marked_line(text: str) -> int:
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # as TOML counts lines
         if line.rstrip().endswith("#!"):
             return number
     raise AssertionError("case has no #! marker")
@@ -157,6 +184,9 @@ def test_invalid_spec_is_reported_on_its_line(repo: Path, old: str, new: str, pa
     line = _marked_line(text)
     pattern = rf"^cluster\.toml:{line}:\d+: {re.escape(path)}: \S"
     assert re.search(pattern, result.err, re.MULTILINE), (pattern, result.err)
+    for reported in result.err.removesuffix("\n").split("\n"):
+        assert re.match(r"cluster\.toml:\d+:\d+: \S", reported), reported
+        assert reported.isprintable(), reported  # one line, nothing a terminal would act on
     assert result.out == ""
 
 
@@ -201,6 +231,13 @@ def test_missing_secret_is_an_error_at_the_reference(repo: Path) -> None:
         rf"^cluster\.toml:{line}:\d+: users\[1\]\.password\.secret: secret 'root_password_hash'",
         result.err, re.MULTILINE,
     ), result.err
+
+
+def test_secret_names_are_quoted(repo: Path) -> None:
+    (repo / "secrets.toml").write_text('"a\\nb" = 1\nwifi_psk = "x"\nroot_password_hash = "h"\n')
+    result = run_picl("validate", cwd=repo)
+    assert result.code == 1
+    assert result.err == 'secrets.toml:1:1: "a\\nb": a secret\'s value must be a string\n'
 
 
 def test_secret_values_never_reach_output(repo: Path) -> None:
