@@ -116,6 +116,25 @@ def check_users(data: dict[str, Any]) -> Iterator[Finding]:
             yield ("users", i, "rename_from"), f"{old!r} is another user of this spec"
 
 
+def _has_client(loc: Loc, server: Any, clients: Any, nodes: list[str]) -> Iterator[Finding]:
+    """A share is mounted by at least one node besides its server.
+
+    nfs-utils reads an exports line with no client as "every host": an empty client list must
+    never reach the server, whether written `[]`, naming only the server, or `"all"` in a
+    cluster of one node. Unknown names are reported on their own, not here.
+    """
+    if not nodes or not isinstance(clients, list):
+        return
+    if any(not isinstance(c, str) or c not in nodes for c in clients):
+        return
+    if not [c for c in clients if c != server]:
+        why = "this cluster has no other node" if len(nodes) <= 1 else "clients names none"
+        yield loc, (
+            f"a share needs a client besides its server ({why}): "
+            "an NFS export with no client is open to every host"
+        )
+
+
 def check_placement(data: dict[str, Any]) -> Iterator[Finding]:
     """Shares, mounts and files name real nodes and users; no mount point is used twice."""
     nodes = _node_names(data)
@@ -133,6 +152,7 @@ def check_placement(data: dict[str, Any]) -> Iterator[Finding]:
         clients = share.get("clients", "all")
         if clients == "all":
             clients = [n for n in nodes if n != share.get("server")]
+        yield from _has_client(("shares", i, "clients"), share.get("server"), clients, nodes)
         claims.append((("shares", i, "mount"), share.get("mount"), clients, "share"))
     for i, mount in _tables(data, "mounts"):
         selection = mount.get("nodes", "all")

@@ -174,7 +174,9 @@ class Share(Section):
     export: DataPath = Field(description="The directory exported on the server")
     mount: DataPath = Field(description="Where the clients mount it")
     clients: NodeSelection = Field(
-        default="all", description='The nodes that mount it; "all": every node but the server'
+        default="all",
+        description='The nodes that mount it, at least one besides the server; "all": every '
+        "node but the server",
     )
     options: Options = Field(
         default="rw", description="Exports default to rw,sync,no_subtree_check,root_squash"

@@ -92,6 +92,11 @@ CASES: list[tuple[str, str, str, str]] = [
     ("share-client-unknown", 'clients = "all"', 'clients = ["node1", "node7"] #!',
      "shares[0].clients[1]"),
     ("share-clients-string", 'clients = "all"', 'clients = "everyone" #!', "shares[0].clients"),
+    ("share-clients-empty", 'clients = "all"', 'clients = [] #!', "shares[0].clients"),
+    ("share-clients-only-server", 'clients = "all"', 'clients = ["node0"] #!',
+     "shares[0].clients"),
+    ("share-clients-server-twice", 'clients = "all"', 'clients = ["node0", "node0"] #!',
+     "shares[0].clients"),
     ("export-system", 'export = "/srv/shared"', 'export = "/etc" #!', "shares[0].export"),
     ("mount-root", 'mount = "/shared"', 'mount = "/" #!', "shares[0].mount"),
     ("mount-space", 'mount = "/shared"', 'mount = "/shared data" #!', "shares[0].mount"),
@@ -158,6 +163,23 @@ def test_invalid_spec_is_reported_on_its_line(repo: Path, old: str, new: str, pa
     pattern = rf"^cluster\.toml:{line}:\d+: {re.escape(path)}: \S"
     assert re.search(pattern, result.err, re.MULTILINE), (pattern, result.err)
     assert result.out == ""
+
+
+ONE_NODE = (
+    '[cluster]\nname = "c"\nprimary = "n0"\n[network]\nsubnet = "10.0.0.0/24"\n'
+    '[[nodes]]\nname = "n0"\naddress = "10.0.0.1"\n'
+    '[[shares]]\nname = "s"\nserver = "n0"\nexport = "/srv/s"\nmount = "/s"\n'
+)
+
+
+def test_a_share_of_a_one_node_cluster_has_no_client(repo: Path) -> None:
+    # clients defaults to "all": every node but the server, and there is none.
+    (repo / "cluster.toml").write_text(ONE_NODE)
+    result = run_picl("validate", cwd=repo)
+    assert result.code == 1, result
+    assert re.search(r"^cluster\.toml:9:\d+: shares\[0\]\.clients: a share needs a client "
+                     r"besides its server \(this cluster has no other node\)",
+                     result.err, re.MULTILINE), result.err
 
 
 def test_there_are_many_cases() -> None:

@@ -33,7 +33,8 @@ def test_reference_cluster_is_the_example() -> None:
 def test_defaults_are_the_documented_ones(repo: Path) -> None:
     (repo / "cluster.toml").write_text(
         '[cluster]\nname = "c"\nprimary = "n0"\n[network]\nsubnet = "10.0.0.0/24"\n'
-        '[[nodes]]\nname = "n0"\naddress = "10.0.0.1"\n[[users]]\nname = "me"\nuid = 1000\n'
+        '[[nodes]]\nname = "n0"\naddress = "10.0.0.1"\n[[nodes]]\nname = "n1"\n'
+        'address = "10.0.0.2"\n[[users]]\nname = "me"\nuid = 1000\n'
         '[[shares]]\nname = "s"\nserver = "n0"\nexport = "/srv/s"\nmount = "/s"\n'
     )
     cluster = load(repo / "cluster.toml")
