@@ -85,9 +85,24 @@ def github_user(value: str) -> str:
 
 
 def package(value: str) -> str:
-    """A Debian package name: 2 or more of a-z 0-9 + . -, starting with a letter or digit."""
+    """A Debian package name: 2 or more of a-z 0-9 + . -, starting with a letter or digit,
+    not ending with '-' (apt-get reads `NAME-` as "remove NAME").
+
+    Nothing else apt reads as an instruction fits: an option (`-o...`), a version (`=1.0`), a
+    release (`/bookworm`) or an architecture (`:arm64`). A trailing '+' stays: real packages
+    end with it (g++, memtest86+), and apt only ever reads it as "install".
+    """
+    if value.endswith("-") and DEBIAN_PACKAGE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} ends with '-': apt-get reads that as 'remove {value.rstrip('-')}', "
+            "and no Debian package name ends with '-'"
+        )
     if not DEBIAN_PACKAGE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid Debian package name")
+        raise ValueError(
+            f"{value!r} is not a Debian package name: at least 2 of lower-case letters, "
+            "digits, '+', '-' and '.', starting with a letter or digit (no version '=', "
+            "release '/', architecture ':' or option)"
+        )
     return value
 
 
