@@ -9,6 +9,7 @@ import base64
 import binascii
 import re
 import struct
+import unicodedata
 import zoneinfo
 from functools import cache
 from posixpath import normpath
@@ -42,6 +43,26 @@ SSH_KEY_TYPES = frozenset(
         "sk-ecdsa-sha2-nistp256@openssh.com",
     ]
 )
+
+
+def control_character(value: str) -> str | None:
+    """The first character of `value` that would break or corrupt a line of a file, if any:
+    a control character (NUL, tab, CR, LF, ESC, DEL, NEL...) or a line or paragraph separator."""
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            return char
+    return None
+
+
+def line(value: str) -> str:
+    """One line of text: no control characters (line breaks, NUL, tab, escape...)."""
+    bad = control_character(value)
+    if bad is not None:
+        raise ValueError(
+            f"{value!r} contains {bad!r}: it is written as one line of a file, which a "
+            "control character would break or corrupt"
+        )
+    return value
 
 
 def hostname(value: str) -> str:
@@ -198,7 +219,12 @@ def timezone(value: str) -> str:
 
 
 def ssh_public_key(value: str) -> str:
-    """An OpenSSH public key line: a known type, and a blob that decodes and names that type."""
+    """An OpenSSH public key line: a known type, and a blob that decodes and names that type.
+
+    Checked as one line too: keys fetched from GitHub come here without the spec's types, and
+    a line break would add lines (options, other keys) to authorized_keys.
+    """
+    line(value)
     fields = value.split()
     if len(fields) < 2:
         raise ValueError("not an SSH public key: expected 'TYPE BASE64 [COMMENT]'")

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from picl.spec.checks import control_character
+
 Loc = tuple[str | int, ...]
 Finding = tuple[Loc, str]
 
@@ -188,8 +190,8 @@ def check_sources(data: dict[str, Any], base: Path) -> Iterator[Finding]:
     root = base.resolve()
     for i, managed in _tables(data, "files"):
         source = managed.get("source")
-        if not isinstance(source, str):
-            continue
+        if not isinstance(source, str) or control_character(source) is not None:
+            continue  # the model reports it; a NUL is no path to resolve
         target = (root / source).resolve()
         if not target.is_relative_to(root):
             yield ("files", i, "source"), f"{source!r} is outside the spec's directory"

@@ -14,6 +14,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from picl.errors import PiclError, Problem, SpecError
+from picl.spec.checks import control_character
 from picl.spec.consistency import did_you_mean, findings, format_loc
 from picl.spec.locate import Loc, Positions, positions
 from picl.spec.models import SELECTION_TAGS, Cluster
@@ -158,7 +159,13 @@ def load(
         for loc, name in refs:
             if name not in secrets:
                 message = f"secret {name!r} is not in {secrets_file}"
-                problems.append(Problem(file, *where.of(loc), format_loc(loc), message))
+            elif control_character(secrets[name].get_secret_value()) is not None:
+                # A Wi-Fi key or a password hash is one line of a file: never shown, even here.
+                message = (f"secret {name!r} in {secrets_file} holds a control character "
+                           "(line break, NUL, tab...); its value is not shown")
+            else:
+                continue
+            problems.append(Problem(file, *where.of(loc), format_loc(loc), message))
     elif refs and warn:
         warn(f"{secrets_file} not found: {len(refs)} secret reference(s) left unresolved")
 

@@ -32,15 +32,18 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Hostname = Annotated[str, AfterValidator(checks.hostname)]
-Username = Annotated[str, AfterValidator(checks.username)]
-DataPath = Annotated[str, AfterValidator(checks.data_path)]
-AbsolutePath = Annotated[str, AfterValidator(checks.absolute_path)]
-Options = Annotated[str, AfterValidator(checks.options)]
-Package = Annotated[str, AfterValidator(checks.package)]
-SshPublicKey = Annotated[str, AfterValidator(checks.ssh_public_key)]
+# Every string of the spec but a file's content ends up as one line of some file (fstab,
+# exports, authorized_keys, a keyfile, /etc/hosts): all of them are a `Line` first.
+Line = Annotated[str, AfterValidator(checks.line)]
+Hostname = Annotated[Line, AfterValidator(checks.hostname)]
+Username = Annotated[Line, AfterValidator(checks.username)]
+DataPath = Annotated[Line, AfterValidator(checks.data_path)]
+AbsolutePath = Annotated[Line, AfterValidator(checks.absolute_path)]
+Options = Annotated[Line, AfterValidator(checks.options)]
+Package = Annotated[Line, AfterValidator(checks.package)]
+SshPublicKey = Annotated[Line, AfterValidator(checks.ssh_public_key)]
 Duration = Annotated[
-    str,
+    Line,
     AfterValidator(checks.duration),
     Field(pattern=r"^(\d+h)?(\d+m)?(\d+s)?$", examples=["30s", "5m", "1h"]),
 ]
@@ -66,7 +69,7 @@ NodeSelection = Annotated[
 class SecretRef(Section):
     """A reference to a value kept in secrets.toml: `{ secret = "NAME" }`."""
 
-    secret: Annotated[str, AfterValidator(checks.secret_name)]
+    secret: Annotated[Line, AfterValidator(checks.secret_name)]
 
 
 def _secret_only(value: Any) -> Any:
@@ -85,10 +88,10 @@ class ClusterInfo(Section):
     """The cluster as a whole: its name, domain, time zone and primary node."""
 
     name: Hostname = Field(description="The cluster's name: its status, lock and lab go by it")
-    domain: Annotated[str, AfterValidator(checks.domain)] = Field(
+    domain: Annotated[Line, AfterValidator(checks.domain)] = Field(
         default="cluster", description="Every node is also NAME.DOMAIN in /etc/hosts"
     )
-    timezone: Annotated[str, AfterValidator(checks.timezone)] = Field(
+    timezone: Annotated[Line, AfterValidator(checks.timezone)] = Field(
         default="UTC", description="Every node's time zone"
     )
     primary: Hostname = Field(description="The node that runs the agent, NFS and time server.")
@@ -97,16 +100,16 @@ class ClusterInfo(Section):
 class Wifi(Section):
     """The uplink: Wi-Fi by DHCP, the default route whatever order the links come up in."""
 
-    ssid: str = Field(min_length=1, max_length=32, description="The Wi-Fi network's name")
+    ssid: Line = Field(min_length=1, max_length=32, description="The Wi-Fi network's name")
     psk: Secret = Field(description="The Wi-Fi key, kept in secrets.toml")
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 code, e.g. 'US'")
+    country: Line = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 code, e.g. 'US'")
 
 
 class Network(Section):
     """The wired compute network, and Wi-Fi as the uplink."""
 
     subnet: IPv4Network = Field(description="Wired compute network: static addresses, no gateway")
-    interface: Annotated[str, AfterValidator(checks.interface)] = Field(
+    interface: Annotated[Line, AfterValidator(checks.interface)] = Field(
         default="eth0", description="The wired interface, the same on every node"
     )
     wifi: Wifi | None = Field(default=None, description="Optional uplink: DHCP, default route")
@@ -146,7 +149,7 @@ class User(Section):
     ssh_keys: list[SshPublicKey] = Field(
         default_factory=list, description="Put in ~/.ssh/authorized_keys; other keys are kept"
     )
-    github: list[Annotated[str, AfterValidator(checks.github_user)]] = Field(
+    github: list[Annotated[Line, AfterValidator(checks.github_user)]] = Field(
         default_factory=list, description="Like ssh-import-id gh:NAME, resolved when planning"
     )
     cluster_key: bool = Field(default=False, description="One key pair on every node")
@@ -159,7 +162,7 @@ class User(Section):
 class Time(Section):
     """One clock for the cluster: the primary syncs from the servers, the others from it."""
 
-    servers: list[Annotated[str, AfterValidator(checks.domain)]] = Field(
+    servers: list[Annotated[Line, AfterValidator(checks.domain)]] = Field(
         default_factory=lambda: ["0.debian.pool.ntp.org", "1.debian.pool.ntp.org"],
         description="The NTP servers the primary syncs from",
     )
@@ -188,9 +191,9 @@ class Mount(Section):
     """A generic fstab entry, edited as safely as the shares' entries."""
 
     nodes: NodeSelection = Field(default="all", description="The nodes that mount it")
-    what: str = Field(pattern=r"^[^\s#]+$", description="Device, LABEL=, UUID=, or host:/path")
+    what: Line = Field(pattern=r"^[^\s#]+$", description="Device, LABEL=, UUID=, or host:/path")
     where: DataPath = Field(description="The mount point")
-    type: str = Field(pattern=r"^[a-z0-9.]+$", description="Filesystem type, such as ext4 or nfs")
+    type: Line = Field(pattern=r"^[a-z0-9.]+$", description="Filesystem type, such as ext4 or nfs")
     options: Options = Field(default="defaults,nofail", description="Its fstab options")
 
 
@@ -199,10 +202,10 @@ class ManagedFile(Section):
 
     path: AbsolutePath = Field(description="Where it goes on the node")
     content: str | None = Field(default=None, description="Its text")
-    source: str | None = Field(default=None, description="A file in this repository")
+    source: Line | None = Field(default=None, description="A file in this repository")
     owner: Username = "root"
     group: Username = "root"
-    mode: Annotated[str, AfterValidator(checks.file_mode)] = "0644"
+    mode: Annotated[Line, AfterValidator(checks.file_mode)] = "0644"
     nodes: NodeSelection = Field(default="all", description="The nodes that get it")
 
     @model_validator(mode="after")
@@ -231,10 +234,10 @@ class Leds(Section):
 class Agent(Section):
     """The agent on the primary: where it takes the spec from, how often, what it does."""
 
-    branch: Annotated[str, AfterValidator(checks.branch)] = Field(
+    branch: Annotated[Line, AfterValidator(checks.branch)] = Field(
         default="main", description="The branch whose state the cluster keeps"
     )
-    upstream: str | None = Field(default=None, description="Without it, the primary's bare repo")
+    upstream: Line | None = Field(default=None, description="Without it, the primary's bare repo")
     interval: Duration = Field(
         default="5m", description="A cycle runs at least this often, to repair drift"
     )
