@@ -26,6 +26,16 @@ OPTIONS = re.compile(r"^[A-Za-z0-9_.=:/@+-]+(,[A-Za-z0-9_.=:/@+-]+)*$")
 DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 GIT_BRANCH = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)(?!.*@\{)[A-Za-z0-9._/-]+(?<![/.])$")
 FILE_MODE = re.compile(r"^0?[0-7]{3,4}$")
+# Git URLs the agent may fetch from: ssh (as a URL or scp-like) and https, nothing that makes
+# git run a helper or a command, read a local path, or fetch unauthenticated.
+_GIT_USER = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
+_GIT_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"  # a name or IPv4 address, no '-' first
+_GIT_PATH_CHAR = r"[A-Za-z0-9._~/+%@=,-]"
+UPSTREAM_URL = re.compile(
+    rf"^(?:ssh|https)://(?:{_GIT_USER}@)?{_GIT_HOST}(?::([1-9][0-9]{{0,4}}))?/{_GIT_PATH_CHAR}*$"
+)
+UPSTREAM_SCP = re.compile(rf"^(?:{_GIT_USER}@)?{_GIT_HOST}:(?![:-]){_GIT_PATH_CHAR}+$")
+_GIT_HELPER = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)::")
 
 # Mount points and exports that would take the system down with them.
 SYSTEM_PATHS = frozenset(
@@ -195,6 +205,31 @@ def branch(value: str) -> str:
     if not GIT_BRANCH.fullmatch(value) or value.endswith(".lock"):
         raise ValueError(f"{value!r} is not a valid git branch name")
     return value
+
+
+def upstream(value: str) -> str:
+    """A git URL over ssh or https: ssh://[USER@]HOST[:PORT]/PATH, [USER@]HOST:PATH or
+    https://HOST[:PORT]/PATH."""
+    hint = "use ssh://[user@]host[:port]/path, user@host:path or https://host[:port]/path"
+    helper, url = _GIT_HELPER.match(value), UPSTREAM_URL.fullmatch(value)
+    scheme = value.split("://")[0] if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value) else None
+    if re.match(r"^(?:[A-Za-z0-9+.-]*://)?(?:[^@/]*@)?-", value):
+        why = "a user or host starting with '-' is read as an option by git or ssh"
+    elif helper:
+        why = f"git would run the remote helper 'git-remote-{helper.group(1)}' for it"
+    elif scheme in ("http", "git"):
+        why = "it is not authenticated: anyone on the way could feed the agent commits"
+    elif scheme == "file" or (scheme is None and value.startswith(("/", ".", "~"))):
+        why = "it is a path on the primary, whose own repository is used without an upstream"
+    elif scheme == "https" and re.match(r"^https://[^/@]*:[^/@]*@", value):
+        why = "credentials never go in cluster.toml (git keeps the URL in the open)"
+    elif url and int(url.group(1) or 1) > 65535:
+        why = f"port {url.group(1)} is above 65535"
+    elif url or (scheme is None and UPSTREAM_SCP.fullmatch(value)):
+        return value
+    else:
+        why = "it is not an ssh or https git URL"
+    raise ValueError(f"{value!r} is not an upstream picl fetches: {why}; {hint}")
 
 
 def file_mode(value: str) -> str:

@@ -237,7 +237,10 @@ class Agent(Section):
     branch: Annotated[Line, AfterValidator(checks.branch)] = Field(
         default="main", description="The branch whose state the cluster keeps"
     )
-    upstream: Line | None = Field(default=None, description="Without it, the primary's bare repo")
+    upstream: Annotated[Line, AfterValidator(checks.upstream)] | None = Field(
+        default=None,
+        description="A git URL (ssh or https) fetched besides the primary's bare repository",
+    )
     interval: Duration = Field(
         default="5m", description="A cycle runs at least this often, to repair drift"
     )

@@ -64,6 +64,8 @@ VARIANTS: list[tuple[str, str, str]] = [
     ("nfs-mount", 'what = "LABEL=scratch"', 'what = "node0:/srv/shared"'),
     ("uuid-mount", 'what = "LABEL=scratch"', 'what = "UUID=0a3f-22b1"'),
     ("upstream", 'branch = "main"', 'branch = "deploy/arrakis"\nupstream = "git@github.com:me/a.git"'),
+    ("upstream-ssh-url", 'branch = "main"', 'upstream = "ssh://git@10.1.10.9:2222/srv/a.git"'),
+    ("upstream-https", 'branch = "main"', 'upstream = "https://github.com/me/arrakis.git"'),
     ("utc", 'timezone = "America/New_York"', 'timezone = "UTC"'),
     ("no-gid", "gid = 1000\n", ""),
     ("github-hyphen", 'github = ["flucifredi"]', 'github = ["a-b-c"]'),
