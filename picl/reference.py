@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
 import click
-from pydantic import BaseModel, Discriminator, Tag
+from pydantic import BaseModel, Discriminator, Strict, Tag
 from pydantic.fields import FieldInfo
 
 from picl.cli import cli
@@ -50,7 +50,7 @@ SECRET_WORDS = ('secret reference `{ secret = "NAME" }`', "secret references")
 TEXT_WORDS = ("text (any number of lines)", "texts (any number of lines)")
 BOUNDS = (annotated_types.Ge, annotated_types.Gt, annotated_types.Le, annotated_types.Lt)
 # Metadata that shapes parsing or error locations, not what a value may be.
-SILENT = (Tag, Discriminator)
+SILENT = (Tag, Discriminator, Strict)
 
 
 def sentence(text: str) -> str:

@@ -32,11 +32,13 @@ def _tables(data: dict[str, Any], key: str) -> Iterator[tuple[int, dict[str, Any
                 yield i, item
 
 
-def _duplicates(data: dict[str, Any], section: str, key: str, what: str) -> Iterator[Finding]:
+def _duplicates(
+    data: dict[str, Any], section: str, key: str, what: str, kind: type = str
+) -> Iterator[Finding]:
     seen: dict[Any, int] = {}
     for i, table in _tables(data, section):
         value = table.get(key)
-        if value is None or isinstance(value, (dict, list)):
+        if type(value) is not kind:  # the model reports it (false == 0 == 0.0 to Python)
             continue
         if value in seen:
             yield (section, i, key), f"{what} {value!r} is already used by {section}[{seen[value]}]"
@@ -72,8 +74,11 @@ def check_nodes(data: dict[str, Any]) -> Iterator[Finding]:
     if net is None:
         return
     for i, node in _tables(data, "nodes"):
+        written = node.get("address")
+        if not isinstance(written, str):
+            continue  # the model reports it: an integer is no address
         try:
-            address = ipaddress.IPv4Address(node.get("address"))
+            address = ipaddress.IPv4Address(written)
         except ValueError:
             continue
         if address not in net:
@@ -95,7 +100,7 @@ def check_primary(data: dict[str, Any]) -> Iterator[Finding]:
 
 def check_users(data: dict[str, Any]) -> Iterator[Finding]:
     yield from _duplicates(data, "users", "name", "user name")
-    yield from _duplicates(data, "users", "uid", "uid")
+    yield from _duplicates(data, "users", "uid", "uid", int)
     gids: dict[int, int] = {}
     for i, user in _tables(data, "users"):
         name, uid = user.get("name"), user.get("uid")

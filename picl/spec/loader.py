@@ -83,6 +83,18 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
+_STRICT_TYPES = frozenset(["int_type", "float_type", "bool_type", "string_type"])
+
+
+def _toml_kind(value: Any) -> str:
+    """What a TOML value is, in TOML's words."""
+    for kind, words in ((bool, "a boolean"), (int, "an integer"), (float, "a float"),
+                        (str, "a string"), (list, "an array"), (dict, "a table")):
+        if isinstance(value, kind):
+            return words
+    return "a date or time"
+
+
 def _message(error: ErrorDetails, loc: Loc) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -93,6 +105,8 @@ def _message(error: ErrorDetails, loc: Loc) -> str:
     if kind == "missing":
         return "missing required key"
     message = str(error["msg"])
+    if kind in _STRICT_TYPES:  # strict: say what was written instead
+        return f"{message}, not {_toml_kind(error['input'])}"
     return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 

@@ -27,9 +27,13 @@ from picl.spec import checks
 
 
 class Section(BaseModel):
-    """A table of cluster.toml: unknown keys are errors, values are immutable once loaded."""
+    """A table of cluster.toml: unknown keys are errors, values are immutable once loaded.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Strict: a value is of the type the key asks, never converted (`uid = false` or `0.0` is
+    no uid 0, `serve = 1` no `true`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # Every string of the spec but a file's content ends up as one line of some file (fstab,
@@ -42,10 +46,13 @@ AbsolutePath = Annotated[Line, AfterValidator(checks.absolute_path)]
 Options = Annotated[Line, AfterValidator(checks.options)]
 Package = Annotated[Line, AfterValidator(checks.package)]
 SshPublicKey = Annotated[Line, AfterValidator(checks.ssh_public_key)]
+# Parsed from a string only: an integer would pass as an address and skip the subnet checks.
+Address = Annotated[IPv4Address, BeforeValidator(checks.quoted), Field(strict=False)]
+Subnet = Annotated[IPv4Network, BeforeValidator(checks.quoted), Field(strict=False)]
 Duration = Annotated[
     Line,
     AfterValidator(checks.duration),
-    Field(pattern=r"^(\d+h)?(\d+m)?(\d+s)?$", examples=["30s", "5m", "1h"]),
+    Field(pattern=r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$", examples=["30s", "5m", "1h"]),
 ]
 
 
@@ -108,7 +115,7 @@ class Wifi(Section):
 class Network(Section):
     """The wired compute network, and Wi-Fi as the uplink."""
 
-    subnet: IPv4Network = Field(description="Wired compute network: static addresses, no gateway")
+    subnet: Subnet = Field(description="Wired compute network: static addresses, no gateway")
     interface: Annotated[Line, AfterValidator(checks.interface)] = Field(
         default="eth0", description="The wired interface, the same on every node"
     )
@@ -119,7 +126,7 @@ class Node(Section):
     """One board of the cluster."""
 
     name: Hostname = Field(description="Its hostname")
-    address: IPv4Address = Field(description="Its static wired address, inside network.subnet")
+    address: Address = Field(description="Its static wired address, inside network.subnet")
     target: Literal["graphical", "multi-user"] = Field(
         default="multi-user", description="The default systemd target"
     )
@@ -191,7 +198,9 @@ class Mount(Section):
     """A generic fstab entry, edited as safely as the shares' entries."""
 
     nodes: NodeSelection = Field(default="all", description="The nodes that mount it")
-    what: Line = Field(pattern=r"^[^\s#]+$", description="Device, LABEL=, UUID=, or host:/path")
+    what: Annotated[Line, AfterValidator(checks.mount_source)] = Field(
+        description="Device, LABEL=, UUID=, or host:/path"
+    )
     where: DataPath = Field(description="The mount point")
     type: Line = Field(pattern=r"^[a-z0-9.]+$", description="Filesystem type, such as ext4 or nfs")
     options: Options = Field(default="defaults,nofail", description="Its fstab options")
@@ -231,6 +240,9 @@ class Leds(Section):
     brightness: float = Field(default=0.1, ge=0.0, le=1.0, description="The pixels' brightness")
 
 
+INTERVAL_SECONDS = (10, 24 * 3600)  # the agent's cycle: what [agent].interval may be
+
+
 class Agent(Section):
     """The agent on the primary: where it takes the spec from, how often, what it does."""
 
@@ -253,10 +265,14 @@ class Agent(Section):
 
     @field_validator("interval")
     @classmethod
-    def _not_too_often(cls, value: str) -> str:
-        """At least 10s."""
-        if checks.duration_seconds(value) < 10:
+    def _bounded(cls, value: str) -> str:
+        """From 10s to 24h."""
+        seconds = checks.duration_seconds(value)
+        if seconds < INTERVAL_SECONDS[0]:
             raise ValueError(f"{value!r} is too often: the interval is at least 10s")
+        if seconds > INTERVAL_SECONDS[1]:
+            raise ValueError(f"{value!r} is too long: the interval is at most 24h (drift is "
+                             "repaired at least daily; a push is applied at once anyway)")
         return value
 
     @property

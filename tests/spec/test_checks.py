@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from picl.spec import checks
 from tests.spec.conftest import KEY
 
-CASES: list[tuple[Callable[[str], object], str, bool]] = [
+CASES: list[tuple[Callable[[Any], object], object, bool]] = [
     (checks.hostname, "node0", True),
     (checks.hostname, "a", True),
     (checks.hostname, "node-0", True),
@@ -71,10 +72,59 @@ CASES: list[tuple[Callable[[str], object], str, bool]] = [
     (checks.absolute_path, "/a/../b", False),
     (checks.absolute_path, "/a\tb", False),
     (checks.absolute_path, "/a\x7fb", False),
+    (checks.absolute_path, "//etc", False),  # normpath keeps a leading '//'
+    (checks.absolute_path, "///etc", False),
+    (checks.absolute_path, "/etc/.", False),
+    (checks.absolute_path, "/./etc", False),
     (checks.data_path, "/shared", True),
-    (checks.data_path, "/boot/firmware", False),
+    (checks.data_path, "/home", True),  # an NFS home: the classic cluster layout
+    (checks.data_path, "/home/federico", True),
+    (checks.data_path, "/srv", True),
+    (checks.data_path, "/srv/shared", True),
+    (checks.data_path, "/mnt/scratch", True),
+    (checks.data_path, "/media/usb", True),
+    (checks.data_path, "/data", True),
+    (checks.data_path, "/opt", True),
+    (checks.data_path, "/var/nfs/general", True),
+    (checks.data_path, "/var/www", True),
+    (checks.data_path, "/etcetera", True),  # a sibling, not inside /etc
+    (checks.data_path, "/usrdata", True),
+    (checks.data_path, "/", False),
     (checks.data_path, "/var", False),
-    (checks.data_path, "/var/lib/x", True),
+    (checks.data_path, "/boot/firmware", False),
+    (checks.data_path, "/usr", False),
+    (checks.data_path, "/usr/bin", False),
+    (checks.data_path, "/usr/local", False),
+    (checks.data_path, "/etc", False),
+    (checks.data_path, "/etc/ssh", False),
+    (checks.data_path, "/bin", False),
+    (checks.data_path, "/sbin", False),
+    (checks.data_path, "/lib", False),
+    (checks.data_path, "/lib64", False),
+    (checks.data_path, "/lib32/x", False),
+    (checks.data_path, "/libx32", False),
+    (checks.data_path, "/proc/1", False),
+    (checks.data_path, "/sys/fs", False),
+    (checks.data_path, "/dev/shm", False),
+    (checks.data_path, "/run/user", False),
+    (checks.data_path, "/root", False),
+    (checks.data_path, "/root/.ssh", False),
+    (checks.data_path, "/tmp", False),
+    (checks.data_path, "/var/lib", False),
+    (checks.data_path, "/var/lib/x", False),
+    (checks.data_path, "/var/lib/nfs", False),
+    (checks.data_path, "/var/log", False),
+    (checks.data_path, "/var/log/journal", False),
+    (checks.data_path, "/var/cache/apt", False),
+    (checks.data_path, "/var/spool/cron", False),
+    (checks.data_path, "/var/backups/picl", False),
+    (checks.data_path, "/var/run", False),
+    (checks.data_path, "/var/tmp", False),
+    (checks.data_path, "//etc", False),
+    (checks.data_path, "/etc/", False),
+    (checks.data_path, "/srv/../etc", False),
+    (checks.data_path, "/srv/./x", False),
+    (checks.data_path, "/usr//bin", False),
     (checks.options, "rw", True),
     (checks.options, "rw,sync,no_subtree_check", True),
     (checks.options, "x-systemd.mount-timeout=30s", True),
@@ -88,13 +138,51 @@ CASES: list[tuple[Callable[[str], object], str, bool]] = [
     (checks.duration_seconds, "5", False),
     (checks.duration_seconds, "5d", False),
     (checks.duration_seconds, "5m\n", False),
+    (checks.duration_seconds, "٥m", False),  # a digit, but not an ASCII one
     (checks.duration, "1h30m", True),
     (checks.duration, "30m1h", False),
     (checks.branch, "main", True),
     (checks.branch, "deploy/arrakis", True),
+    (checks.branch, "release-1.2", True),
     (checks.branch, "a..b", False),
     (checks.branch, "a/", False),
     (checks.branch, "x.lock", False),
+    (checks.branch, "x.lock/y", False),
+    (checks.branch, "-main", False),  # git would read an option
+    (checks.branch, "--upload-pack=x", False),
+    (checks.branch, "-", False),
+    (checks.branch, ".hidden", False),
+    (checks.branch, "a/.b", False),
+    (checks.branch, "/main", False),
+    (checks.branch, "main.", False),
+    (checks.branch, "a//b", False),
+    (checks.branch, "a b", False),
+    (checks.branch, "a~1", False),
+    (checks.branch, "a^", False),
+    (checks.branch, "a:b", False),
+    (checks.branch, "", False),
+    (checks.mount_source, "LABEL=scratch", True),
+    (checks.mount_source, "UUID=0a3f-22b1", True),
+    (checks.mount_source, "/dev/sda1", True),
+    (checks.mount_source, "node0:/srv/shared", True),
+    (checks.mount_source, "tmpfs", True),
+    (checks.mount_source, "-oremount", False),  # mount.TYPE would read an option
+    (checks.mount_source, "--bind", False),
+    (checks.mount_source, "LABEL=a b", False),
+    (checks.mount_source, "LABEL=#1", False),
+    (checks.mount_source, "", False),
+    (checks.quoted, "10.1.10.241", True),
+    (checks.quoted, 167840497, False),  # 10.1.10.241 as an integer
+    (checks.quoted, True, False),
+    (checks.quoted, 1.5, False),
+    (checks.timezone, "Etc/GMT+5", True),
+    (checks.timezone, "America/Port-au-Prince", True),
+    (checks.timezone, "../../../etc/shadow", False),
+    (checks.timezone, "/etc/shadow", False),
+    (checks.timezone, "-x", False),
+    (checks.timezone, "Europe/Rome/", False),
+    (checks.timezone, "Europe//Rome", False),
+    (checks.timezone, "UTC x", False),
     (checks.upstream, "git@github.com:me/arrakis.git", True),
     (checks.upstream, "github.com:me/arrakis.git", True),
     (checks.upstream, "git@10.1.10.9:/srv/git/arrakis.git", True),
@@ -137,7 +225,19 @@ CASES: list[tuple[Callable[[str], object], str, bool]] = [
     (checks.file_mode, "0999", False),
     (checks.file_mode, "rw-r--r--", False),
     (checks.interface, "eth0", True),
+    (checks.interface, "end0", True),
+    (checks.interface, "enp1s0.100", True),
+    (checks.interface, "br-lan", True),
+    (checks.interface, "_x", True),
     (checks.interface, "enx0123456789abcd", False),
+    (checks.interface, "-eth0", False),  # ip, nmcli would read an option
+    (checks.interface, "--help", False),
+    (checks.interface, ".", False),
+    (checks.interface, "..", False),
+    (checks.interface, ".eth0", False),
+    (checks.interface, "eth/0", False),
+    (checks.interface, "eth:0", False),
+    (checks.interface, "", False),
     (checks.line, "ato-2020", True),
     (checks.line, "caffè ☕ 2020", True),
     (checks.line, "a b", True),
@@ -170,7 +270,7 @@ CASES: list[tuple[Callable[[str], object], str, bool]] = [
 
 @pytest.mark.parametrize(("check", "value", "ok"), CASES,
                          ids=[f"{c.__name__}-{v!r}" for c, v, _ in CASES])
-def test_check(check: Callable[[str], object], value: str, ok: bool) -> None:
+def test_check(check: Callable[[Any], object], value: object, ok: bool) -> None:
     if ok:
         check(value)
     else:
