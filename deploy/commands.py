@@ -155,14 +155,17 @@ def apt_install(packages: list[str]) -> str:
 
     A refresh that fails (a cluster carried offline) is reported and the install goes on
     from what the node already knows, so packages in its cache still install. The last line
-    of a failure names the packages: it is what the node's apply reports.
+    of a failure names the packages: it is what the node's apply reports. Each name is read
+    as that package: apt-get reads a name no package has as a regular expression (`ht.p`
+    installs whatever matches, removing what that conflicts with); patterns only turn it off.
     """
     failed = f"cannot install {' '.join(packages)}: no package source has them (offline?)"
     return (
         "apt-get update -qq "
         "|| echo 'picl: package index not refreshed (offline?), using the cached one' >&2; "
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
-        f"{command(*packages)} || {{ echo {shlex.quote(failed)} >&2; exit 1; }}"
+        f"-o APT::Cmd::Pattern-Only=true -- {command(*packages)} "
+        f"|| {{ echo {shlex.quote(failed)} >&2; exit 1; }}"
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from picl.deploy.changes import Attribute, Change, text_diff
 from picl.deploy.commands import command, put, sh
 from picl.deploy.view import NodeView
+from picl.errors import PiclError
 from picl.spec import Cluster, Node, Share
 
 EXPORTS = "/etc/exports.d/picl.exports"
@@ -19,6 +20,10 @@ OPPOSITES = {
     "root_squash": "no_root_squash", "no_root_squash": "root_squash",
     "subtree_check": "no_subtree_check", "no_subtree_check": "subtree_check",
 }
+
+
+class ExportError(PiclError):
+    """A share the server must not export as the spec gives it."""
 
 
 def export_options(share: Share) -> str:
@@ -35,8 +40,19 @@ def export_options(share: Share) -> str:
 
 
 def clients(cluster: Cluster, share: Share) -> list[str]:
+    """The addresses a share is exported to: its clients' but the server's own, never none.
+
+    nfs-utils reads an exports line without a client as "every host"; the spec refuses such a
+    share, and this refuses it again rather than ever write one.
+    """
     nodes = cluster.selected(share.clients)
-    return [str(n.address) for n in nodes if n.name != share.server]
+    addresses = [str(n.address) for n in nodes if n.name != share.server]
+    if not addresses:
+        raise ExportError(
+            f"share {share.name!r}: no client to export {share.export} to; an exports line "
+            "without one would open it to every host"
+        )
+    return addresses
 
 
 def exports(cluster: Cluster, server: str) -> str | None:

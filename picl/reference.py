@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
 import click
-from pydantic import BaseModel, Discriminator, Tag
+from pydantic import BaseModel, Discriminator, Strict, Tag
 from pydantic.fields import FieldInfo
 
 from picl.cli import cli
@@ -45,9 +45,12 @@ SCALARS: dict[Any, tuple[str, str]] = {
     IPv4Network: ("IPv4 network (address/prefix)", "IPv4 networks (address/prefix)"),
 }
 SECRET_WORDS = ('secret reference `{ secret = "NAME" }`', "secret references")
+# A string of the spec is one line (checks.line), said once at the top; one that may span lines
+# is "text".
+TEXT_WORDS = ("text (any number of lines)", "texts (any number of lines)")
 BOUNDS = (annotated_types.Ge, annotated_types.Gt, annotated_types.Le, annotated_types.Lt)
 # Metadata that shapes parsing or error locations, not what a value may be.
-SILENT = (Tag, Discriminator)
+SILENT = (Tag, Discriminator, Strict)
 
 
 def sentence(text: str) -> str:
@@ -149,6 +152,8 @@ def constraints(metadata: Sequence[Any], unit: str) -> list[str]:
             bound["longest"] = item.max_length
         elif getattr(item, "pattern", None):
             notes.append(f"Matches `{item.pattern}`.")
+        elif getattr(item, "func", None) is checks.line:
+            continue
         elif callable(getattr(item, "func", None)):
             words = check_words(item.func)
             notes += [words] if words else []
@@ -196,6 +201,8 @@ def shape(annotation: Any, metadata: Sequence[Any] = ()) -> Shape:
         found = Shape(*SECRET_WORDS)
     elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
         found = Shape("table", "tables", table=annotation)
+    elif annotation is str and not one_line(metadata):
+        found = Shape(*TEXT_WORDS)
     elif annotation in SCALARS:
         found = Shape(*SCALARS[annotation])
     else:
@@ -204,6 +211,11 @@ def shape(annotation: Any, metadata: Sequence[Any] = ()) -> Shape:
             else "characters")
     found.notes = [*constraints(metadata, unit), *found.notes]
     return found
+
+
+def one_line(metadata: Sequence[Any]) -> bool:
+    """Whether a string's metadata holds it to one line (checks.line)."""
+    return any(getattr(item, "func", None) is checks.line for item in metadata)
 
 
 def default(info: FieldInfo) -> str:
@@ -280,6 +292,8 @@ def cluster_toml() -> str:
         "Every key of `cluster.toml`, section by section in the order of the model, with its "
         "full path: `nodes[].address` is the key `address` of each `[[nodes]]` table. Unknown "
         "keys are errors; `picl validate` checks all of this, and the checks across sections.",
+        "",
+        f"Strings: each is {lower_first(check_words(checks.line) or '')} Text may span lines.",
         "",
         f"Secret references: {lower_first(summary(SecretRef.__doc__))} NAME: "
         + lower_first(" ".join(shape(secret.annotation, secret.metadata).notes)),

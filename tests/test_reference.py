@@ -18,25 +18,27 @@ from picl.cli import COMMANDS, cli
 from picl.errors import PiclError
 from picl.reference import Key, Section
 from picl.spec import Cluster, checks
-from picl.spec.models import Hostname, NodeSelection, Secret
+from picl.spec.models import Hostname, Line, NodeSelection, Secret
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "reference"
 CLUSTER_TOML = DOCS / "cluster-toml.md"
 COMMANDS_MD = DOCS / "commands.md"
 
 NODE_NAME = "A node name: one RFC 1123 label, lower case (it becomes the hostname and a DNS name)."
-USERNAME = Annotated[str, AfterValidator(checks.username)]
+USERNAME = Annotated[Line, AfterValidator(checks.username)]
 
 # (annotation, metadata, type in words, what it accepts)
 SHAPES: list[tuple[Any, list[Any], str, list[str]]] = [
-    (str, [], "string", []),
+    (str, [], "text (any number of lines)", []),
+    (Line, [], "string", []),
     (bool, [], "boolean", []),
     (float, [annotated_types.Ge(0.0), annotated_types.Le(1.0)], "number", ["From 0.0 to 1.0."]),
     (int, [annotated_types.Gt(0)], "integer", ["More than 0."]),
-    (str, [annotated_types.MinLen(1), annotated_types.MaxLen(32)], "string",
+    (Line, [annotated_types.MinLen(1), annotated_types.MaxLen(32)], "string",
      ["From 1 to 32 characters."]),
     (IPv4Address, [], "IPv4 address", []),
-    (list[str], [annotated_types.MinLen(1)], "list of strings", ["At least 1 item."]),
+    (list[Line], [annotated_types.MinLen(1)], "list of strings", ["At least 1 item."]),
+    (list[str], [], "list of texts (any number of lines)", []),
     (Literal["graphical", "multi-user"], [], 'one of `"graphical"` | `"multi-user"`', []),
     (Hostname, [], "string", [NODE_NAME]),
     (Hostname | None, [], "string", [NODE_NAME]),
@@ -58,9 +60,9 @@ def test_a_type_in_words(annotation: Any, metadata: list[Any], words: str,
 class Pump(BaseModel):
     """A pump of the tank."""
 
-    name: str = Field(description="What it is called")
+    name: Line = Field(description="What it is called")
     speed: int = Field(default=3, ge=1, le=5)
-    tags: list[str] = Field(default_factory=list)
+    tags: list[Line] = Field(default_factory=list)
 
 
 class Tank(BaseModel):
@@ -72,7 +74,7 @@ def test_a_model_becomes_its_tables_in_field_order() -> None:
     assert list(reference.sections(Tank)) == [
         Section("", False, "", (
             Key("pumps", "array of tables", "required", "At least 1 table.", "[[pumps]]"),
-            Key("label", "string", "not set", ""),
+            Key("label", "text (any number of lines)", "not set", ""),
         )),
         Section("pumps", True, "A pump of the tank.", (
             Key("pumps[].name", "string", "required", "What it is called."),

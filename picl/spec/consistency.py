@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from picl.spec.checks import control_character
 from picl.spec.locate import Loc, format_loc
 
 Finding = tuple[Loc, str]
@@ -31,11 +32,13 @@ def _tables(data: dict[str, Any], key: str) -> Iterator[tuple[int, dict[str, Any
                 yield i, item
 
 
-def _duplicates(data: dict[str, Any], section: str, key: str, what: str) -> Iterator[Finding]:
+def _duplicates(
+    data: dict[str, Any], section: str, key: str, what: str, kind: type = str
+) -> Iterator[Finding]:
     seen: dict[Any, int] = {}
     for i, table in _tables(data, section):
         value = table.get(key)
-        if value is None or isinstance(value, (dict, list)):
+        if type(value) is not kind:  # the model reports it (false == 0 == 0.0 to Python)
             continue
         if value in seen:
             yield (section, i, key), f"{what} {value!r} is already used by {section}[{seen[value]}]"
@@ -71,8 +74,11 @@ def check_nodes(data: dict[str, Any]) -> Iterator[Finding]:
     if net is None:
         return
     for i, node in _tables(data, "nodes"):
+        written = node.get("address")
+        if not isinstance(written, str):
+            continue  # the model reports it: an integer is no address
         try:
-            address = ipaddress.IPv4Address(node.get("address"))
+            address = ipaddress.IPv4Address(written)
         except ValueError:
             continue
         if address not in net:
@@ -94,7 +100,7 @@ def check_primary(data: dict[str, Any]) -> Iterator[Finding]:
 
 def check_users(data: dict[str, Any]) -> Iterator[Finding]:
     yield from _duplicates(data, "users", "name", "user name")
-    yield from _duplicates(data, "users", "uid", "uid")
+    yield from _duplicates(data, "users", "uid", "uid", int)
     gids: dict[int, int] = {}
     for i, user in _tables(data, "users"):
         name, uid = user.get("name"), user.get("uid")
@@ -117,6 +123,25 @@ def check_users(data: dict[str, Any]) -> Iterator[Finding]:
             yield ("users", i, "rename_from"), f"{old!r} is another user of this spec"
 
 
+def _has_client(loc: Loc, server: Any, clients: Any, nodes: list[str]) -> Iterator[Finding]:
+    """A share is mounted by at least one node besides its server.
+
+    nfs-utils reads an exports line with no client as "every host": an empty client list must
+    never reach the server, whether written `[]`, naming only the server, or `"all"` in a
+    cluster of one node. Unknown names are reported on their own, not here.
+    """
+    if not nodes or not isinstance(clients, list):
+        return
+    if any(not isinstance(c, str) or c not in nodes for c in clients):
+        return
+    if not [c for c in clients if c != server]:
+        why = "this cluster has no other node" if len(nodes) <= 1 else "clients names none"
+        yield loc, (
+            f"a share needs a client besides its server ({why}): "
+            "an NFS export with no client is open to every host"
+        )
+
+
 def check_placement(data: dict[str, Any]) -> Iterator[Finding]:
     """Shares, mounts and files name real nodes and users; no mount point is used twice."""
     nodes = _node_names(data)
@@ -134,6 +159,7 @@ def check_placement(data: dict[str, Any]) -> Iterator[Finding]:
         clients = share.get("clients", "all")
         if clients == "all":
             clients = [n for n in nodes if n != share.get("server")]
+        yield from _has_client(("shares", i, "clients"), share.get("server"), clients, nodes)
         claims.append((("shares", i, "mount"), share.get("mount"), clients, "share"))
     for i, mount in _tables(data, "mounts"):
         selection = mount.get("nodes", "all")
@@ -170,8 +196,8 @@ def check_sources(data: dict[str, Any], base: Path) -> Iterator[Finding]:
     root = base.resolve()
     for i, managed in _tables(data, "files"):
         source = managed.get("source")
-        if not isinstance(source, str):
-            continue
+        if not isinstance(source, str) or control_character(source) is not None:
+            continue  # the model reports it; a NUL is no path to resolve
         try:
             target = (root / source).resolve()
             inside, exists = target.is_relative_to(root), target.is_file()

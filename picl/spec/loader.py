@@ -14,6 +14,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 from picl.errors import PiclError, Problem, SpecError
+from picl.spec.checks import control_character
 from picl.spec.consistency import did_you_mean, findings
 from picl.spec.locate import MAX_DEPTH, Loc, Positions, format_loc, positions
 from picl.spec.models import SELECTION_TAGS, Cluster
@@ -88,6 +89,18 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
+_STRICT_TYPES = frozenset(["int_type", "float_type", "bool_type", "string_type"])
+
+
+def _toml_kind(value: Any) -> str:
+    """What a TOML value is, in TOML's words."""
+    for kind, words in ((bool, "a boolean"), (int, "an integer"), (float, "a float"),
+                        (str, "a string"), (list, "an array"), (dict, "a table")):
+        if isinstance(value, kind):
+            return words
+    return "a date or time"
+
+
 def _message(error: ErrorDetails, loc: Loc) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -98,6 +111,8 @@ def _message(error: ErrorDetails, loc: Loc) -> str:
     if kind == "missing":
         return "missing required key"
     message = str(error["msg"])
+    if kind in _STRICT_TYPES:  # strict: say what was written instead
+        return f"{message}, not {_toml_kind(error['input'])}"
     return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
@@ -161,7 +176,13 @@ def load(
         for loc, name in refs:
             if name not in secrets:
                 message = f"secret {name!r} is not in {secrets_file}"
-                problems.append(Problem(file, *where.of(loc), format_loc(loc), message))
+            elif control_character(secrets[name].get_secret_value()) is not None:
+                # A Wi-Fi key or a password hash is one line of a file: never shown, even here.
+                message = (f"secret {name!r} in {secrets_file} holds a control character "
+                           "(line break, NUL, tab...); its value is not shown")
+            else:
+                continue
+            problems.append(Problem(file, *where.of(loc), format_loc(loc), message))
     elif refs and warn:
         warn(f"{secrets_file} not found: {len(refs)} secret reference(s) left unresolved")
 

@@ -27,22 +27,32 @@ from picl.spec import checks
 
 
 class Section(BaseModel):
-    """A table of cluster.toml: unknown keys are errors, values are immutable once loaded."""
+    """A table of cluster.toml: unknown keys are errors, values are immutable once loaded.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Strict: a value is of the type the key asks, never converted (`uid = false` or `0.0` is
+    no uid 0, `serve = 1` no `true`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-Hostname = Annotated[str, AfterValidator(checks.hostname)]
-Username = Annotated[str, AfterValidator(checks.username)]
-DataPath = Annotated[str, AfterValidator(checks.data_path)]
-AbsolutePath = Annotated[str, AfterValidator(checks.absolute_path)]
-Options = Annotated[str, AfterValidator(checks.options)]
-Package = Annotated[str, AfterValidator(checks.package)]
-SshPublicKey = Annotated[str, AfterValidator(checks.ssh_public_key)]
+# Every string of the spec but a file's content ends up as one line of some file (fstab,
+# exports, authorized_keys, a keyfile, /etc/hosts): all of them are a `Line` first.
+Line = Annotated[str, AfterValidator(checks.line)]
+Hostname = Annotated[Line, AfterValidator(checks.hostname)]
+Username = Annotated[Line, AfterValidator(checks.username)]
+DataPath = Annotated[Line, AfterValidator(checks.data_path)]
+AbsolutePath = Annotated[Line, AfterValidator(checks.absolute_path)]
+Options = Annotated[Line, AfterValidator(checks.options)]
+Package = Annotated[Line, AfterValidator(checks.package)]
+SshPublicKey = Annotated[Line, AfterValidator(checks.ssh_public_key)]
+# Parsed from a string only: an integer would pass as an address and skip the subnet checks.
+Address = Annotated[IPv4Address, BeforeValidator(checks.quoted), Field(strict=False)]
+Subnet = Annotated[IPv4Network, BeforeValidator(checks.quoted), Field(strict=False)]
 Duration = Annotated[
-    str,
+    Line,
     AfterValidator(checks.duration),
-    Field(pattern=r"^(\d+h)?(\d+m)?(\d+s)?$", examples=["30s", "5m", "1h"]),
+    Field(pattern=r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$", examples=["30s", "5m", "1h"]),
 ]
 
 
@@ -66,7 +76,7 @@ NodeSelection = Annotated[
 class SecretRef(Section):
     """A reference to a value kept in secrets.toml: `{ secret = "NAME" }`."""
 
-    secret: Annotated[str, AfterValidator(checks.secret_name)]
+    secret: Annotated[Line, AfterValidator(checks.secret_name)]
 
 
 def _secret_only(value: Any) -> Any:
@@ -85,10 +95,10 @@ class ClusterInfo(Section):
     """The cluster as a whole: its name, domain, time zone and primary node."""
 
     name: Hostname = Field(description="The cluster's name: its status, lock and lab go by it")
-    domain: Annotated[str, AfterValidator(checks.domain)] = Field(
+    domain: Annotated[Line, AfterValidator(checks.domain)] = Field(
         default="cluster", description="Every node is also NAME.DOMAIN in /etc/hosts"
     )
-    timezone: Annotated[str, AfterValidator(checks.timezone)] = Field(
+    timezone: Annotated[Line, AfterValidator(checks.timezone)] = Field(
         default="UTC", description="Every node's time zone"
     )
     primary: Hostname = Field(description="The node that runs the agent, NFS and time server.")
@@ -97,16 +107,16 @@ class ClusterInfo(Section):
 class Wifi(Section):
     """The uplink: Wi-Fi by DHCP, the default route whatever order the links come up in."""
 
-    ssid: str = Field(min_length=1, max_length=32, description="The Wi-Fi network's name")
+    ssid: Line = Field(min_length=1, max_length=32, description="The Wi-Fi network's name")
     psk: Secret = Field(description="The Wi-Fi key, kept in secrets.toml")
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 code, e.g. 'US'")
+    country: Line = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 code, e.g. 'US'")
 
 
 class Network(Section):
     """The wired compute network, and Wi-Fi as the uplink."""
 
-    subnet: IPv4Network = Field(description="Wired compute network: static addresses, no gateway")
-    interface: Annotated[str, AfterValidator(checks.interface)] = Field(
+    subnet: Subnet = Field(description="Wired compute network: static addresses, no gateway")
+    interface: Annotated[Line, AfterValidator(checks.interface)] = Field(
         default="eth0", description="The wired interface, the same on every node"
     )
     wifi: Wifi | None = Field(default=None, description="Optional uplink: DHCP, default route")
@@ -116,7 +126,7 @@ class Node(Section):
     """One board of the cluster."""
 
     name: Hostname = Field(description="Its hostname")
-    address: IPv4Address = Field(description="Its static wired address, inside network.subnet")
+    address: Address = Field(description="Its static wired address, inside network.subnet")
     target: Literal["graphical", "multi-user"] = Field(
         default="multi-user", description="The default systemd target"
     )
@@ -146,7 +156,7 @@ class User(Section):
     ssh_keys: list[SshPublicKey] = Field(
         default_factory=list, description="Put in ~/.ssh/authorized_keys; other keys are kept"
     )
-    github: list[Annotated[str, AfterValidator(checks.github_user)]] = Field(
+    github: list[Annotated[Line, AfterValidator(checks.github_user)]] = Field(
         default_factory=list, description="Like ssh-import-id gh:NAME, resolved when planning"
     )
     cluster_key: bool = Field(default=False, description="One key pair on every node")
@@ -159,7 +169,7 @@ class User(Section):
 class Time(Section):
     """One clock for the cluster: the primary syncs from the servers, the others from it."""
 
-    servers: list[Annotated[str, AfterValidator(checks.domain)]] = Field(
+    servers: list[Annotated[Line, AfterValidator(checks.domain)]] = Field(
         default_factory=lambda: ["0.debian.pool.ntp.org", "1.debian.pool.ntp.org"],
         description="The NTP servers the primary syncs from",
     )
@@ -174,7 +184,9 @@ class Share(Section):
     export: DataPath = Field(description="The directory exported on the server")
     mount: DataPath = Field(description="Where the clients mount it")
     clients: NodeSelection = Field(
-        default="all", description='The nodes that mount it; "all": every node but the server'
+        default="all",
+        description='The nodes that mount it, at least one besides the server; "all": every '
+        "node but the server",
     )
     options: Options = Field(
         default="rw", description="Exports default to rw,sync,no_subtree_check,root_squash"
@@ -186,9 +198,11 @@ class Mount(Section):
     """A generic fstab entry, edited as safely as the shares' entries."""
 
     nodes: NodeSelection = Field(default="all", description="The nodes that mount it")
-    what: str = Field(pattern=r"^[^\s#]+$", description="Device, LABEL=, UUID=, or host:/path")
+    what: Annotated[Line, AfterValidator(checks.mount_source)] = Field(
+        description="Device, LABEL=, UUID=, or host:/path"
+    )
     where: DataPath = Field(description="The mount point")
-    type: str = Field(pattern=r"^[a-z0-9.]+$", description="Filesystem type, such as ext4 or nfs")
+    type: Line = Field(pattern=r"^[a-z0-9.]+$", description="Filesystem type, such as ext4 or nfs")
     options: Options = Field(default="defaults,nofail", description="Its fstab options")
 
 
@@ -197,10 +211,10 @@ class ManagedFile(Section):
 
     path: AbsolutePath = Field(description="Where it goes on the node")
     content: str | None = Field(default=None, description="Its text")
-    source: str | None = Field(default=None, description="A file in this repository")
+    source: Line | None = Field(default=None, description="A file in this repository")
     owner: Username = "root"
     group: Username = "root"
-    mode: Annotated[str, AfterValidator(checks.file_mode)] = "0644"
+    mode: Annotated[Line, AfterValidator(checks.file_mode)] = "0644"
     nodes: NodeSelection = Field(default="all", description="The nodes that get it")
 
     @model_validator(mode="after")
@@ -226,13 +240,19 @@ class Leds(Section):
     brightness: float = Field(default=0.1, ge=0.0, le=1.0, description="The pixels' brightness")
 
 
+INTERVAL_SECONDS = (10, 24 * 3600)  # the agent's cycle: what [agent].interval may be
+
+
 class Agent(Section):
     """The agent on the primary: where it takes the spec from, how often, what it does."""
 
-    branch: Annotated[str, AfterValidator(checks.branch)] = Field(
+    branch: Annotated[Line, AfterValidator(checks.branch)] = Field(
         default="main", description="The branch whose state the cluster keeps"
     )
-    upstream: str | None = Field(default=None, description="Without it, the primary's bare repo")
+    upstream: Annotated[Line, AfterValidator(checks.upstream)] | None = Field(
+        default=None,
+        description="A git URL (ssh or https) fetched besides the primary's bare repository",
+    )
     interval: Duration = Field(
         default="5m", description="A cycle runs at least this often, to repair drift"
     )
@@ -245,10 +265,14 @@ class Agent(Section):
 
     @field_validator("interval")
     @classmethod
-    def _not_too_often(cls, value: str) -> str:
-        """At least 10s."""
-        if checks.duration_seconds(value) < 10:
+    def _bounded(cls, value: str) -> str:
+        """From 10s to 24h."""
+        seconds = checks.duration_seconds(value)
+        if seconds < INTERVAL_SECONDS[0]:
             raise ValueError(f"{value!r} is too often: the interval is at least 10s")
+        if seconds > INTERVAL_SECONDS[1]:
+            raise ValueError(f"{value!r} is too long: the interval is at most 24h (drift is "
+                             "repaired at least daily; a push is applied at once anyway)")
         return value
 
     @property

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from picl.spec import Cluster, load
 from tests.spec.conftest import BASE, SECRETS
 
@@ -36,3 +38,16 @@ def small_cluster(
         secrets = _replaced(SECRETS, json.dumps(PSK), json.dumps(psk))
         (folder / "secrets.toml").write_text(secrets)
     return load(folder / "cluster.toml")
+
+
+def past_the_spec(cluster: Cluster, ssid: str | None = None, psk: str | None = None) -> Cluster:
+    """`cluster` with a Wi-Fi name or key set past validation (the spec refuses control
+    characters in both): what the renderers must still escape or refuse on their own."""
+    wifi = cluster.network.wifi
+    assert wifi is not None
+    if ssid is not None:
+        network = cluster.network.model_copy(update={"wifi": wifi.model_copy(update={"ssid": ssid})})
+        cluster = cluster.model_copy(update={"network": network})
+    if psk is not None:
+        cluster._secrets = {**cluster._secrets, wifi.psk.secret: SecretStr(psk)}
+    return cluster

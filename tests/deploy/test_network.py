@@ -31,7 +31,7 @@ from picl.deploy.network import (
     wpa_psk,
     wpa_supplicant_conf,
 )
-from tests.deploy.clusters import PSK, small_cluster
+from tests.deploy.clusters import PSK, past_the_spec, small_cluster
 
 # NetworkManager's command-line client reads and writes keyfiles without a daemon (>= 1.40).
 NMCLI = os.environ.get("PICL_NMCLI") or shutil.which("nmcli")
@@ -147,7 +147,7 @@ KEYFILE_SSIDS = {
 
 @pytest.mark.parametrize(("ssid", "written"), KEYFILE_SSIDS.values(), ids=KEYFILE_SSIDS.keys())
 def test_keyfile_ssids(ssid: str, written: str, tmp_path: Path) -> None:
-    cluster = small_cluster(tmp_path, ssid=ssid)
+    cluster = past_the_spec(small_cluster(tmp_path), ssid=ssid)
     rendered = wifi_keyfile(cluster, cluster.node("node1"))
     assert rendered is not None
     assert f"\nssid={written}\n" in rendered.content
@@ -267,7 +267,7 @@ def test_wpa_supplicant_ssids(ssid: str, line: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("psk", ["short", "x" * 64, "tøøøøøøøøøøø", "line\nbreak!!"])
 def test_a_key_wpa_cannot_use_is_refused_without_showing_it(psk: str, tmp_path: Path) -> None:
-    cluster = small_cluster(tmp_path, psk=psk)
+    cluster = past_the_spec(small_cluster(tmp_path), psk=psk)
     for render in (wifi_keyfile, wpa_supplicant_conf):
         with pytest.raises(NetworkError) as raised:
             render(cluster, cluster.node("node1"))

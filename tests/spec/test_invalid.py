@@ -24,6 +24,8 @@ CASES: list[tuple[str, str, str, str]] = [
     ("domain-invalid", 'domain = "cluster"', 'domain = "-cluster" #!', "cluster.domain"),
     ("timezone-unknown", 'timezone = "America/New_York"', 'timezone = "Mars/Base" #!',
      "cluster.timezone"),
+    ("timezone-path", 'timezone = "America/New_York"', 'timezone = "../../etc/shadow" #!',
+     "cluster.timezone"),
     ("cluster-typo", 'domain = "cluster"', 'domian = "cluster" #!', "cluster.domian"),
     ("primary-missing", 'primary = "node0"\n', "", "cluster.primary"),
     # [network]
@@ -48,6 +50,14 @@ CASES: list[tuple[str, str, str, str]] = [
      "nodes[1].address"),
     ("address-invalid", 'address = "10.1.10.241"', 'address = "10.1.10.256" #!',
      "nodes[1].address"),
+    ("address-integer", 'address = "10.1.10.241"', 'address = 167840497 #!',
+     "nodes[1].address"),
+    ("address-integer-outside", 'address = "10.1.10.241"', 'address = 1 #!',
+     "nodes[1].address"),
+    ("address-float", 'address = "10.1.10.241"', 'address = 1.5 #!', "nodes[1].address"),
+    ("subnet-integer", 'subnet = "10.1.10.0/24"', 'subnet = 167840256 #!', "network.subnet"),
+    ("interface-dash", 'interface = "eth0"', 'interface = "-eth0" #!', "network.interface"),
+    ("interface-dot", 'interface = "eth0"', 'interface = ".." #!', "network.interface"),
     ("address-duplicate", 'address = "10.1.10.242"', 'address = "10.1.10.241" #!',
      "nodes[2].address"),
     ("name-duplicate", 'name = "node2"', 'name = "node1" #!', "nodes[2].name"),
@@ -57,11 +67,22 @@ CASES: list[tuple[str, str, str, str]] = [
     ("node-typo", 'address = "10.1.10.241"', 'adress = "10.1.10.241" #!', "nodes[1].adress"),
     ("node-package-invalid", 'packages = ["stress"]', 'packages = ["Stress!"] #!',
      "nodes[2].packages[0]"),
+    ("node-package-remove", 'packages = ["stress"]', 'packages = ["stress", "openssh-server-"] #!',
+     "nodes[2].packages[1]"),
+    ("node-package-version", 'packages = ["stress"]', 'packages = ["stress=1.0"] #!',
+     "nodes[2].packages[0]"),
     # [[users]]
     ("user-uppercase", 'name = "federico"', 'name = "Federico" #!', "users[0].name"),
     ("uid-zero", 'uid = 1000', 'uid = 0 #!', "users[0].uid"),
     ("uid-negative", 'uid = 1000', 'uid = -1 #!', "users[0].uid"),
     ("uid-string", 'uid = 1000', 'uid = "abc" #!', "users[0].uid"),
+    ("uid-false", 'uid = 1000', 'uid = false #!', "users[0].uid"),
+    ("uid-float", 'uid = 1000', 'uid = 1000.0 #!', "users[0].uid"),
+    ("uid-float-zero", 'uid = 0\n', 'uid = 0.0 #!\n', "users[1].uid"),
+    ("uid-quoted", 'uid = 1000', 'uid = "1000" #!', "users[0].uid"),
+    ("gid-true", 'gid = 1000', 'gid = true #!', "users[0].gid"),
+    ("cluster-key-string", 'cluster_key = true', 'cluster_key = "yes" #!',
+     "users[0].cluster_key"),
     ("root-uid", 'uid = 0\n', 'uid = 5 #!\n', "users[1].uid"),
     ("gid-duplicate", 'uid = 0\n', 'uid = 0\ngid = 1000 #!\n', "users[1].gid"),
     ("group-invalid", 'groups = ["sudo", "adm"]', 'groups = ["sudo", "Adm"] #!',
@@ -87,12 +108,32 @@ CASES: list[tuple[str, str, str, str]] = [
     ("time-server-invalid", 'servers = ["0.debian.pool.ntp.org"]', 'servers = ["ntp pool"] #!',
      "time.servers[0]"),
     ("serve-number", 'serve = true', 'serve = 3 #!', "time.serve"),
+    ("serve-one", 'serve = true', 'serve = 1 #!', "time.serve"),
+    ("serve-string", 'serve = true', 'serve = "true" #!', "time.serve"),
     # [[shares]]
     ("share-server-unknown", 'server = "node0"', 'server = "nodeO" #!', "shares[0].server"),
     ("share-client-unknown", 'clients = "all"', 'clients = ["node1", "node7"] #!',
      "shares[0].clients[1]"),
     ("share-clients-string", 'clients = "all"', 'clients = "everyone" #!', "shares[0].clients"),
+    ("share-clients-empty", 'clients = "all"', 'clients = [] #!', "shares[0].clients"),
+    ("share-clients-only-server", 'clients = "all"', 'clients = ["node0"] #!',
+     "shares[0].clients"),
+    ("share-clients-server-twice", 'clients = "all"', 'clients = ["node0", "node0"] #!',
+     "shares[0].clients"),
     ("export-system", 'export = "/srv/shared"', 'export = "/etc" #!', "shares[0].export"),
+    ("export-usr-bin", 'export = "/srv/shared"', 'export = "/usr/bin" #!', "shares[0].export"),
+    ("export-etc-ssh", 'export = "/srv/shared"', 'export = "/etc/ssh" #!', "shares[0].export"),
+    ("export-var-lib", 'export = "/srv/shared"', 'export = "/var/lib/dpkg" #!',
+     "shares[0].export"),
+    ("export-root-home", 'export = "/srv/shared"', 'export = "/root" #!', "shares[0].export"),
+    ("export-double-slash", 'export = "/srv/shared"', 'export = "//etc" #!',
+     "shares[0].export"),
+    ("mount-usr-local", 'mount = "/shared"', 'mount = "/usr/local" #!', "shares[0].mount"),
+    ("mount-boot-firmware", 'mount = "/shared"', 'mount = "/boot/firmware" #!',
+     "shares[0].mount"),
+    ("mount-var-log", 'mount = "/shared"', 'mount = "/var/log" #!', "shares[0].mount"),
+    ("mount-dotdot-etc", 'mount = "/shared"', 'mount = "/shared/../etc/ssh" #!',
+     "shares[0].mount"),
     ("mount-root", 'mount = "/shared"', 'mount = "/" #!', "shares[0].mount"),
     ("mount-space", 'mount = "/shared"', 'mount = "/shared data" #!', "shares[0].mount"),
     ("mount-hash", 'mount = "/shared"', 'mount = "/shared#1" #!', "shares[0].mount"),
@@ -106,6 +147,12 @@ CASES: list[tuple[str, str, str, str]] = [
     ("mount-node-unknown", 'nodes = ["node1"]', 'nodes = ["node5"] #!', "mounts[0].nodes[0]"),
     ("mount-point-taken", 'where = "/scratch"', 'where = "/shared" #!', "mounts[0].where"),
     ("mount-type-invalid", 'type = "ext4"', 'type = "ext 4" #!', "mounts[0].type"),
+    ("mount-where-lib64", 'where = "/scratch"', 'where = "/lib64" #!', "mounts[0].where"),
+    ("mount-where-ssh-keys", 'where = "/scratch"', 'where = "/root/.ssh" #!', "mounts[0].where"),
+    ("mount-where-tmp", 'where = "/scratch"', 'where = "/tmp" #!', "mounts[0].where"),
+    ("mount-what-dash", 'what = "LABEL=scratch"', 'what = "-oremount" #!', "mounts[0].what"),
+    ("mount-what-control", 'what = "LABEL=scratch"', 'what = "LABEL=a\\u0001" #!',
+     "mounts[0].what"),
     ("mount-what-hash", 'what = "LABEL=scratch"', 'what = "LABEL=#1" #!', "mounts[0].what"),
     ("mount-options-newline", 'options = "defaults,nofail"', 'options = "defaults\\n" #!',
      "mounts[0].options"),
@@ -123,12 +170,37 @@ CASES: list[tuple[str, str, str, str]] = [
     # [packages], [leds], [agent], top level
     ("package-invalid", 'all = ["htop", "openmpi-bin"]', 'all = ["htop", "open mpi"] #!',
      "packages.all[1]"),
+    ("package-remove", 'all = ["htop", "openmpi-bin"]', 'all = ["htop", "sudo-"] #!',
+     "packages.all[1]"),
+    ("package-option", 'all = ["htop", "openmpi-bin"]', 'all = ["-oDebug::pkgDPkgPm=1"] #!',
+     "packages.all[0]"),
+    ("package-release", 'all = ["htop", "openmpi-bin"]', 'all = ["htop/bookworm"] #!',
+     "packages.all[0]"),
+    ("package-arch", 'all = ["htop", "openmpi-bin"]', 'all = ["htop:arm64"] #!',
+     "packages.all[0]"),
     ("brightness-high", 'brightness = 0.1', 'brightness = 1.5 #!', "leds.brightness"),
+    ("brightness-bool", 'brightness = 0.1', 'brightness = true #!', "leds.brightness"),
     ("leds-mode", 'mode = "status"', 'mode = "blink" #!', "leds.mode"),
     ("interval-short", 'interval = "5m"', 'interval = "5s" #!', "agent.interval"),
     ("interval-words", 'interval = "5m"', 'interval = "5 minutes" #!', "agent.interval"),
+    ("interval-huge", 'interval = "5m"', 'interval = "3000000h" #!', "agent.interval"),
+    ("interval-day-and-a-second", 'interval = "5m"', 'interval = "24h1s" #!', "agent.interval"),
+    ("interval-many-seconds", 'interval = "5m"', f'interval = "{"9" * 30}s" #!',
+     "agent.interval"),
+    ("interval-number", 'interval = "5m"', 'interval = 300 #!', "agent.interval"),
     ("agent-mode", 'mode = "enforce"', 'mode = "apply" #!', "agent.mode"),
     ("branch-invalid", 'branch = "main"', 'branch = "main..x" #!', "agent.branch"),
+    ("branch-dash", 'branch = "main"', 'branch = "-main" #!', "agent.branch"),
+    ("branch-option", 'branch = "main"', 'branch = "--upload-pack=touch" #!', "agent.branch"),
+    ("upstream-ext", 'branch = "main"', 'branch = "main"\nupstream = "ext::sh -c id" #!',
+     "agent.upstream"),
+    ("upstream-http", 'branch = "main"', 'branch = "main"\nupstream = "http://h/a.git" #!',
+     "agent.upstream"),
+    ("upstream-file", 'branch = "main"', 'branch = "main"\nupstream = "file:///srv/a" #!',
+     "agent.upstream"),
+    ("upstream-option", 'branch = "main"', 'branch = "main"\nupstream = "-oProxyCommand=x:a" #!',
+     "agent.upstream"),
+    ("upstream-number", 'branch = "main"', 'branch = "main"\nupstream = 22 #!', "agent.upstream"),
     ("signed-by-invalid", f'signed_by = ["{KEY}"]', 'signed_by = ["federico"] #!',
      "agent.signed_by[0]"),
     ("section-typo", "[leds]", "[ledz] #!", "ledz"),
@@ -188,6 +260,23 @@ def test_invalid_spec_is_reported_on_its_line(repo: Path, old: str, new: str, pa
         assert re.match(r"cluster\.toml:\d+:\d+: \S", reported), reported
         assert reported.isprintable(), reported  # one line, nothing a terminal would act on
     assert result.out == ""
+
+
+ONE_NODE = (
+    '[cluster]\nname = "c"\nprimary = "n0"\n[network]\nsubnet = "10.0.0.0/24"\n'
+    '[[nodes]]\nname = "n0"\naddress = "10.0.0.1"\n'
+    '[[shares]]\nname = "s"\nserver = "n0"\nexport = "/srv/s"\nmount = "/s"\n'
+)
+
+
+def test_a_share_of_a_one_node_cluster_has_no_client(repo: Path) -> None:
+    # clients defaults to "all": every node but the server, and there is none.
+    (repo / "cluster.toml").write_text(ONE_NODE)
+    result = run_picl("validate", cwd=repo)
+    assert result.code == 1, result
+    assert re.search(r"^cluster\.toml:9:\d+: shares\[0\]\.clients: a share needs a client "
+                     r"besides its server \(this cluster has no other node\)",
+                     result.err, re.MULTILINE), result.err
 
 
 def test_there_are_many_cases() -> None:

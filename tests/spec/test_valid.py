@@ -33,7 +33,8 @@ def test_reference_cluster_is_the_example() -> None:
 def test_defaults_are_the_documented_ones(repo: Path) -> None:
     (repo / "cluster.toml").write_text(
         '[cluster]\nname = "c"\nprimary = "n0"\n[network]\nsubnet = "10.0.0.0/24"\n'
-        '[[nodes]]\nname = "n0"\naddress = "10.0.0.1"\n[[users]]\nname = "me"\nuid = 1000\n'
+        '[[nodes]]\nname = "n0"\naddress = "10.0.0.1"\n[[nodes]]\nname = "n1"\n'
+        'address = "10.0.0.2"\n[[users]]\nname = "me"\nuid = 1000\n'
         '[[shares]]\nname = "s"\nserver = "n0"\nexport = "/srv/s"\nmount = "/s"\n'
     )
     cluster = load(repo / "cluster.toml")
@@ -56,6 +57,15 @@ VARIANTS: list[tuple[str, str, str]] = [
     ("clients-list", 'clients = "all"', 'clients = ["node1", "node2"]'),
     ("interval-combined", 'interval = "5m"', 'interval = "1h30m"'),
     ("interval-minimum", 'interval = "5m"', 'interval = "10s"'),
+    ("interval-maximum", 'interval = "5m"', 'interval = "24h"'),
+    ("interval-minutes", 'interval = "5m"', 'interval = "1440m"'),
+    ("brightness-integer", "brightness = 0.1", "brightness = 1"),
+    ("export-home", 'export = "/srv/shared"', 'export = "/home"'),
+    ("export-var-nfs", 'export = "/srv/shared"', 'export = "/var/nfs/general"'),
+    ("mount-data", 'mount = "/shared"', 'mount = "/data/shared"'),
+    ("mount-mnt", 'where = "/scratch"', 'where = "/mnt/scratch"'),
+    ("interface-vlan", 'interface = "eth0"', 'interface = "enp1s0.100"'),
+    ("timezone-offset", 'timezone = "America/New_York"', 'timezone = "Etc/GMT+5"'),
     ("brightness-zero", "brightness = 0.1", "brightness = 0"),
     ("brightness-full", "brightness = 0.1", "brightness = 1.0"),
     ("report-mode", 'mode = "enforce"', 'mode = "report"'),
@@ -63,6 +73,8 @@ VARIANTS: list[tuple[str, str, str]] = [
     ("nfs-mount", 'what = "LABEL=scratch"', 'what = "node0:/srv/shared"'),
     ("uuid-mount", 'what = "LABEL=scratch"', 'what = "UUID=0a3f-22b1"'),
     ("upstream", 'branch = "main"', 'branch = "deploy/arrakis"\nupstream = "git@github.com:me/a.git"'),
+    ("upstream-ssh-url", 'branch = "main"', 'upstream = "ssh://git@10.1.10.9:2222/srv/a.git"'),
+    ("upstream-https", 'branch = "main"', 'upstream = "https://github.com/me/arrakis.git"'),
     ("utc", 'timezone = "America/New_York"', 'timezone = "UTC"'),
     ("no-gid", "gid = 1000\n", ""),
     ("github-hyphen", 'github = ["flucifredi"]', 'github = ["a-b-c"]'),
