@@ -30,7 +30,7 @@ class Probe:
     units: tuple[str, ...] = ()  # systemd units: enabled? active?
     exists: tuple[str, ...] = ()  # paths whose existence alone matters (a backend's programs)
     secret_files: tuple[str, ...] = ()  # compared by digest: their content never leaves the node
-    versions: tuple[str, ...] = ()  # packages whose version is read: installed, else apt's candidate
+    versions: tuple[str, ...] = ()  # packages whose version is read (installed, else candidate)
 
 
 DEFAULT_TARGET = "/etc/systemd/system/default.target"
