@@ -9,6 +9,7 @@ are compiled on node0 and copied to the same path on every node with scp and the
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Iterator
@@ -125,3 +126,20 @@ def test_the_pinning_is_what_makes_jobs_run_beside_the_uplink(mpi_lab: Mpi) -> N
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     again = mpi_lab.run("./bcast")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_check_runs_a_rank_on_every_node_and_names_the_one_that_fails(mpi_lab: Mpi) -> None:
+    def mpi_checks() -> dict[str, dict]:
+        result = mpi_lab.picl("check", "--json")
+        return {n["node"]: next(c for c in n["checks"] if c["check"] == "mpi")
+                for n in json.loads(result.stdout)["nodes"]}
+
+    assert {n: c["level"] for n, c in mpi_checks().items()} == dict.fromkeys(NODES, "OK")
+    # node2 answers ssh, but Open MPI's daemon cannot start there.
+    mpi_lab.lab.ssh("node2", "mv /usr/bin/orted /usr/bin/orted.away")
+    try:
+        found = mpi_checks()
+    finally:
+        mpi_lab.lab.ssh("node2", "mv /usr/bin/orted.away /usr/bin/orted")
+    assert found["node2"]["level"] == "FAIL"
+    assert "no rank ran here (mpirun on node0" in found["node2"]["detail"]
