@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: picl's main job on a local lab of the reference cluster:
-# validate, plan, apply, a drift made by hand, its plan and its repair.
+# validate, plan, apply, a drift made by hand, its plan and its repair, and at the end
+# what the cluster is for: an MPI program compiled on node0 and run across every node.
 # KEEP=1 leaves the lab running afterwards (`picl lab down` removes it).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -66,3 +67,11 @@ picl lab ssh node2 -- cat /etc/motd
 
 step "the primary's LED strip, drawn here: every node converged"
 picl --lab leds show --backend terminal --frames 4
+
+step "MPI: plain mpirun on node0 as federico uses every node (hostfile and pinning by picl)"
+picl lab ssh node0 -- cat /etc/openmpi/openmpi-default-hostfile
+picl lab ssh node0 -- "cat > /tmp/pi.c" < examples/pi.c
+# The container lab has no NFS: the binary goes to the same path on every node with scp and
+# the cluster key (on boards, it is compiled into the NFS share and every node sees it).
+picl lab ssh node0 -- "runuser -u federico -- sh -c 'cd && mpicc -O2 -o pi /tmp/pi.c -lm \
+  && for n in node1 node2; do scp -q pi \$n:; done && mpirun ./pi'"

@@ -15,11 +15,14 @@ from enum import StrEnum
 
 from picl.deploy.connection import Connection
 from picl.deploy.fstab import fstab_entries
-from picl.deploy.remote import Reply, ask
+from picl.deploy.mpi import computing
+from picl.deploy.remote import Reply, as_user, ask, cluster_user
 from picl.spec import Cluster, Node
 
 CHECK_TIMEOUT = 30.0  # the script's own waits (pings, an automount) stay well under this
-CHECKS = ("ssh", "primary", "clock", "temperature", "shares", "disk", "load")
+CHECKS = ("ssh", "primary", "clock", "temperature", "shares", "disk", "load", "mpi")
+MPI_TIMEOUT = 20.0  # seconds for a one-rank-per-node job; a launch that hangs is stopped then
+MPI_JOB = " mpi job"  # its reply's key: no node is named with a space
 
 # A Pi's firmware throttles the CPU from 80°C (85°C on the hottest ones): warn well before.
 TEMPERATURE_WARN = 70.0
@@ -356,11 +359,49 @@ def node_health(reply: Reply, want: Expected) -> NodeHealth:
     return NodeHealth(reply.node, [ssh, *judge(readings(reply.stdout), want)], reply.seconds)
 
 
+def mpi_job(cluster: Cluster) -> str:
+    """One rank on each computing node, each printing its host: what the MPI check runs."""
+    return f"mpirun -np {len(computing(cluster))} --map-by node hostname"
+
+
+def judge_mpi(reply: Reply, cluster: Cluster) -> dict[str, Check]:
+    """The MPI check of each computing node: did a rank of the job run there, and end well?"""
+    ran = set(reply.stdout.split())
+    said = reply.output().strip().splitlines()
+    why = reply.error or (said[-1] if said and not reply.ok else f"exit {reply.status}")
+    if reply.ok:
+        why = f"its ranks ran on {', '.join(sorted(ran)) or 'no node'}"
+    found = {}
+    for node in computing(cluster):
+        if reply.ok and node.name in ran:
+            found[node.name] = Check("mpi", Level.OK, "ran")
+        else:
+            where = f"mpirun on {cluster.cluster.primary}"
+            found[node.name] = Check("mpi", Level.FAIL, "no rank",
+                                     f"no rank ran here ({where}: {why})")
+    return found
+
+
 def check(
     cluster: Cluster, connection: Connection, timeout: float = CHECK_TIMEOUT
 ) -> Generator[NodeHealth, None, None]:
-    """`picl check`: every node's health, as each answers."""
+    """`picl check`: every node's health, as each answers (with [mpi]: once the job ended)."""
     wanted = {n.name: expected(cluster, n) for n in cluster.nodes}
     commands = {n.name: (str(n.address), health_script(wanted[n.name])) for n in cluster.nodes}
-    for reply in ask(commands, connection, timeout):
-        yield node_health(reply, wanted[reply.node])
+    user = cluster_user(cluster)
+    if cluster.mpi is not None:
+        job = as_user(user.name if user else None, mpi_job(cluster), MPI_TIMEOUT)
+        commands[MPI_JOB] = (str(cluster.primary.address), job)
+    held: list[NodeHealth] = []
+    mpi: dict[str, Check] = {}
+    for reply in ask(commands, connection, max(timeout, MPI_TIMEOUT)):
+        if reply.node == MPI_JOB:
+            mpi = judge_mpi(reply, cluster)
+        elif cluster.mpi is None:
+            yield node_health(reply, wanted[reply.node])
+        else:
+            held.append(node_health(reply, wanted[reply.node]))
+    for health in held:
+        if health.node in mpi:
+            health.checks.append(mpi[health.node])
+        yield health

@@ -14,6 +14,7 @@ from picl.deploy import (
     leds,
     links,
     mounts,
+    mpi,
     names,
     packages,
     shares,
@@ -34,6 +35,7 @@ NEEDS: tuple[tuple[str, Callable[[Cluster, Node], tuple[str, ...]]], ...] = (
     ("time", time.needs),
     ("shares", shares.needs),
     ("mounts", mounts.needs),
+    ("mpi", mpi.needs),
 )
 # Users first (files are owned by them), then their keys, then the rest of the node.
 CONCERNS: tuple[Callable[[NodeView], list[Change]], ...] = (
@@ -44,6 +46,7 @@ CONCERNS: tuple[Callable[[NodeView], list[Change]], ...] = (
     time.changes,
     files.changes,
     shares.changes,
+    mpi.changes,
     # Changes that can cut picl off: apply runs them after the others, under confirm-or-revert.
     mounts.changes,
     links.changes,
@@ -63,19 +66,21 @@ def needed(cluster: Cluster, node: Node) -> dict[str, str]:
 def probe(cluster: Cluster, node: Node, shared: ClusterFacts | None = None) -> Probe:
     """What to read on `node` for this spec."""
     led_files = tuple(shared.led_service) if shared and node.leds == "blinkt" else ()
+    mpi_files = mpi.FILES if mpi.takes_part(cluster, node) else ()
     return Probe(
         users=tuple(dict.fromkeys(
             [u.name for u in cluster.users] + [u.rename_from for u in cluster.users
                                                if u.rename_from])),
         files=tuple(dict.fromkeys(
             [f.path for f in cluster.files if node in cluster.selected(f.nodes)]
-            + [*led_files, leds.UNIT_PATH, *links.FILES])),
+            + [*led_files, *mpi_files, leds.UNIT_PATH, *links.FILES])),
         directories=tuple(s.export for s in cluster.shares if s.server == node.name),
         packages=tuple(dict.fromkeys([*needed(cluster, node), *cluster.packages.all,
                                       *node.packages])),
         units=(leds.UNIT, *links.UNITS),
         exists=links.EXISTS,
         secret_files=links.SECRET_FILES,
+        versions=(mpi.PACKAGE,) if mpi.takes_part(cluster, node) else (),
     )
 
 

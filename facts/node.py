@@ -30,6 +30,7 @@ class Probe:
     units: tuple[str, ...] = ()  # systemd units: enabled? active?
     exists: tuple[str, ...] = ()  # paths whose existence alone matters (a backend's programs)
     secret_files: tuple[str, ...] = ()  # compared by digest: their content never leaves the node
+    versions: tuple[str, ...] = ()  # packages whose version is read (installed, else candidate)
 
 
 DEFAULT_TARGET = "/etc/systemd/system/default.target"
@@ -73,6 +74,7 @@ def script(probe: Probe) -> str:
         f"echo '{MARK} target'; t=$(readlink -e {DEFAULT_TARGET} || readlink -e "
         f"{VENDOR_DEFAULT_TARGET}) && basename \"$t\" || echo {ABSENT}",
         f"echo '{MARK} localtime'; readlink /etc/localtime || echo {ABSENT}",
+        f"echo '{MARK} cores'; nproc",
         f"echo '{MARK} host_keys'; cat /etc/ssh/ssh_host_*_key.pub 2>/dev/null",
         # Bytes, not text: fstab is rewritten byte for byte, whatever its encoding.
         _file("fstab", "/etc/fstab"),
@@ -118,6 +120,15 @@ def script(probe: Probe) -> str:
                      f"if [ -f {quoted} ]; then sha256sum < {quoted} | cut -c1-64; "
                      f"else echo {ABSENT}; fi")
         parts.append(_stat(f"file_stat {path}", quoted))
+    for package in probe.versions:
+        quoted = shlex.quote(package)
+        # apt-cache loads the whole index (a second on a Pi): only until the package is installed.
+        parts.append(
+            f"echo {shlex.quote(f'{MARK} version {package}')}; "
+            f"dpkg-query -W -f='${{db:Status-Abbrev}} ${{Version}}\\n' {quoted} 2>/dev/null "
+            f"| sed -n 's/^ii *//p' | grep . || apt-cache policy {quoted} 2>/dev/null "
+            f"| sed -n 's/^ *Candidate: *//p' | grep -vx '(none)' || echo {ABSENT}"
+        )
     return "\n".join(parts) + "\ntrue\n"
 
 
@@ -175,6 +186,9 @@ class Observed:
     units: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (enabled, active)
     existing: set[str] = field(default_factory=set)  # the probe's `exists` paths that exist
     digests: dict[str, str | None] = field(default_factory=dict)  # secret file -> sha256
+    cores: int | None = None  # processing units available (nproc)
+    # The probe's `versions`: the installed version, else the one apt would install; None: neither.
+    versions: dict[str, str | None] = field(default_factory=dict)
 
     def file(self, path: str) -> str | None:
         return self.files.get(path)
@@ -244,6 +258,7 @@ def parse(lines: list[str]) -> Observed:
         host_keys=[line for line in found.get("host_keys", []) if line.strip()],
         fstab=None if first.get("fstab", ABSENT) == ABSENT else base64.b64decode(first["fstab"]),
         existing=set(found.get("exists", [])),
+        cores=int(first["cores"]) if first.get("cores", "").isdigit() else None,
     )
     for line in found.get("passwd", []):
         fields = line.split(":")
@@ -273,6 +288,8 @@ def parse(lines: list[str]) -> Observed:
             observed.user_files[(kind, rest)] = _decode(value)
         elif kind == "digest":
             observed.digests[rest] = None if value == ABSENT else value
+        elif kind == "version":
+            observed.versions[rest] = None if value == ABSENT else value
         elif kind == "password":
             observed.password_digests[rest] = value
         elif kind in ("cluster_key_private", "home", "xauthority"):

@@ -138,15 +138,18 @@ def session_lab_name(suffix: str) -> str:
 
 
 @contextmanager
-def running_lab(name: str, spec: Path = SPEC, cards: Cards | None = None) -> Iterator[Lab]:
+def running_lab(
+    name: str, spec: Path = SPEC, cards: Cards | None = None, uplink: bool = False
+) -> Iterator[Lab]:
     """A lab of `spec` named `name`, up for the `with` block and removed after it.
 
-    `cards`: the releases and architectures of its nodes (`lab up --os/--arch`).
+    `cards`: the releases and architectures of its nodes (`lab up --os/--arch`); `uplink`: its
+    nodes get a second interface, like a Wi-Fi with client isolation.
     """
     from picl import lab as labs
     from picl.spec import load
 
-    labs.up(load(spec), name, cards=cards)
+    labs.up(load(spec), name, cards=cards, uplink=uplink)
     try:
         yield Lab(name=name, spec=spec)
     finally:

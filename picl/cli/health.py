@@ -53,7 +53,8 @@ def check_command(env: Env, as_json: bool) -> int:
     """Check every node's health, in one SSH round trip each; exit 1 if anything FAILs.
 
     Per node: SSH, the primary by address and by name, clock sync, CPU temperature, the spec's
-    NFS shares mounted, root filesystem and load, each OK, WARN or FAIL.
+    NFS shares mounted, root filesystem and load, each OK, WARN or FAIL. With [mpi], one
+    rank on each computing node, started by mpirun on the primary as the personal user.
 
     Thresholds: temperature WARN 70°C, FAIL 80°C (the Pi throttles) or under-voltage; root
     filesystem WARN 80%, FAIL 95%; five-minute load per core WARN 2, FAIL 8; clock offset

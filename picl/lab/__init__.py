@@ -179,7 +179,8 @@ def _per_node(
 
 
 def _design(
-    cluster: Cluster, name: str, cards: Cards, built: Blueprint | None, warn: host.Warn
+    cluster: Cluster, name: str, cards: Cards, built: Blueprint | None, warn: host.Warn,
+    uplink: bool = False,
 ) -> Blueprint:
     """The lab to build, its images built (or found in the cache) first."""
     chosen = cards.choose([n.name for n in cluster.nodes], built)
@@ -198,6 +199,7 @@ def _design(
         list(cluster.nodes),
         flashed,
         imager.first_user(list(cluster.users)),
+        uplink,
     )
 
 
@@ -207,18 +209,20 @@ def up(
     warn: host.Warn = log.warning,
     timeout: float | None = None,
     cards: Cards | None = None,
+    uplink: bool = False,
 ) -> LabStatus:
     """Bring the lab of this spec up, or mend it: returns once every node answers SSH.
 
     Idempotent: what exists is kept (a node's disk, its keys, a running node), what is missing
     is made, nodes no longer in the spec are removed. A node asked for with another release or
-    architecture than it has is flashed again: its disk starts anew.
+    architecture than it has is flashed again: its disk starts anew. `uplink`: the nodes get a
+    second, non-cluster interface, like a Wi-Fi with client isolation (see lab.blueprint).
     """
     host.preflight()
     name = lab_name(cluster, name)
     with _locked(name):
         built = Blueprint.load(name)
-        lab = _design(cluster, name, cards or Cards(), built, warn)
+        lab = _design(cluster, name, cards or Cards(), built, warn, uplink)
         if built:
             _check_same_network(built, lab)
             lab = replace(lab, first_user=built.first_user or lab.first_user)

@@ -20,6 +20,11 @@ STATE = Path("/var/lib/picl/lab")
 LOCKS = Path("/var/lib/picl/locks")
 NETNS = Path("/run/netns")
 BRIDGE = "picl0"
+# The optional uplink: like a Wi-Fi access point with client isolation, the nodes reach its
+# router (the lab network) but not each other. What the wired network must not be confused with.
+UPLINK_BRIDGE = "picl1"
+UPLINK_INTERFACE = "wlan0"
+UPLINK_SUBNET = ipaddress.IPv4Network("192.168.50.0/24")
 # A lab name becomes part of namespace, machine and directory names.
 LAB_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,22}[a-z0-9])?$")
 IFNAMSIZ = 15
@@ -98,6 +103,16 @@ class NodeBlueprint:
         name = f"ve-{self.name}"
         return name if len(name) <= IFNAMSIZ else f"ve-n{self.index}"
 
+    @property
+    def uplink_veth(self) -> str:
+        """The uplink bridge's end of the node's second cable."""
+        name = f"vu-{self.name}"
+        return name if len(name) <= IFNAMSIZ else f"vu-n{self.index}"
+
+    @property
+    def uplink_address(self) -> str:
+        return str(UPLINK_SUBNET.network_address + 10 + self.index)
+
 
 @dataclass(frozen=True)
 class Blueprint:
@@ -110,6 +125,8 @@ class Blueprint:
     first_user: str
     """The account the imager made on every node's card (uid 1000, sudo)."""
     nodes: tuple[NodeBlueprint, ...]
+    uplink: bool = False
+    """Whether the nodes have a second, non-cluster interface (see UPLINK_SUBNET)."""
 
     @property
     def dir(self) -> Path:
@@ -195,6 +212,7 @@ def design(
     nodes: list[SpecNode],
     flashed: Mapping[str, Flash],
     first_user: str,
+    uplink: bool = False,
 ) -> Blueprint:
     """Lab `name` for a spec's network and nodes, each with what is on its card (`flashed`, by
     node name); a PiclError if the lab cannot build them."""
@@ -223,6 +241,7 @@ def design(
         interface=interface,
         address=str(own),
         first_user=first_user,
+        uplink=uplink,
         nodes=tuple(
             NodeBlueprint(
                 lab=name,

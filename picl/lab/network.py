@@ -13,7 +13,15 @@ import os
 import signal
 
 from picl.lab import host
-from picl.lab.blueprint import BRIDGE, NETNS, Blueprint, NodeBlueprint
+from picl.lab.blueprint import (
+    BRIDGE,
+    NETNS,
+    UPLINK_BRIDGE,
+    UPLINK_INTERFACE,
+    UPLINK_SUBNET,
+    Blueprint,
+    NodeBlueprint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,11 @@ def ensure_switch(lab: Blueprint) -> None:
         commands.append(f"link add {BRIDGE} type bridge")
         commands.append(f"addr add {lab.address}/{lab.prefixlen} dev {BRIDGE}")
     commands += ["link set lo up", f"link set {BRIDGE} up"]
+    if lab.uplink and not _link_exists(ns, UPLINK_BRIDGE):
+        router = UPLINK_SUBNET.network_address + 1
+        commands += [f"link add {UPLINK_BRIDGE} type bridge",
+                     f"addr add {router}/{UPLINK_SUBNET.prefixlen} dev {UPLINK_BRIDGE}",
+                     f"link set {UPLINK_BRIDGE} up"]
     _batch(ns, commands)
 
 
@@ -67,6 +80,8 @@ def ensure_cable(lab: Blueprint, node: NodeBlueprint) -> None:
         remove(node.namespace)
         host.run(["ip", "netns", "add", node.namespace])
         _batch(node.namespace, ["link set lo up"])
+    if lab.uplink:
+        _ensure_uplink_cable(lab, node)
     if _link_exists(lab.namespace, node.veth) and _link_exists(node.namespace, lab.interface):
         return
     if _link_exists(lab.namespace, node.veth):  # half a cable: its node end went with its namespace
@@ -79,6 +94,21 @@ def ensure_cable(lab: Blueprint, node: NodeBlueprint) -> None:
             f"link set {node.veth} up",
         ],
     )
+
+
+def _ensure_uplink_cable(lab: Blueprint, node: NodeBlueprint) -> None:
+    """The node's second cable, to the uplink bridge: an isolated port, as on a guest Wi-Fi."""
+    if _link_exists(lab.namespace, node.uplink_veth):
+        if _link_exists(node.namespace, UPLINK_INTERFACE):
+            return
+        _batch(lab.namespace, [f"link del {node.uplink_veth}"])
+    _batch(lab.namespace, [
+        f"link add {node.uplink_veth} type veth peer name {UPLINK_INTERFACE} "
+        f"netns {node.namespace}",
+        f"link set {node.uplink_veth} master {UPLINK_BRIDGE}",
+        f"link set dev {node.uplink_veth} type bridge_slave isolated on",
+        f"link set {node.uplink_veth} up",
+    ])
 
 
 def remove(namespace: str) -> None:

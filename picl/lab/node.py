@@ -22,7 +22,14 @@ from pathlib import Path
 
 from picl.errors import PiclError
 from picl.lab import host, image, imager, mirror, pios
-from picl.lab.blueprint import NETNS, STATE, Blueprint, NodeBlueprint
+from picl.lab.blueprint import (
+    NETNS,
+    STATE,
+    UPLINK_INTERFACE,
+    UPLINK_SUBNET,
+    Blueprint,
+    NodeBlueprint,
+)
 from picl.lab.supervisor import CGROUP_TOP, cgroup_roots
 
 log = logging.getLogger(__name__)
@@ -61,6 +68,26 @@ static ip_address={address}/{prefixlen}
 # How a site points apt at its proxy (pi-gen writes the same when built with APT_PROXY).
 APT_PROXY_CONF = "etc/apt/apt.conf.d/51cache"
 FLASHED = "flashed"  # in the node's directory: its card was made (once, when its disk was new)
+UPLINK_PROFILE = "Uplink"
+# The uplink carries the default route, as the Wi-Fi does on a board (its router goes nowhere).
+UPLINK_KEYFILE = """\
+[connection]
+id={id}
+uuid={uuid}
+type=ethernet
+interface-name={interface}
+autoconnect=true
+
+[ethernet]
+
+[ipv4]
+method=manual
+address1={address}/{prefixlen},{gateway}
+
+[ipv6]
+method=auto
+addr-gen-mode=stable-privacy
+"""
 SUPERVISOR_LOG = "supervisor.log"
 # With a network namespace of our own making nspawn keeps /proc/sys/net read-only, where
 # NetworkManager must write: this is nspawn's documented switch for exactly that.
@@ -153,18 +180,33 @@ def _dhcpcd_address(lab: Blueprint, node: NodeBlueprint) -> None:
 
 
 def _networkmanager_address(lab: Blueprint, node: NodeBlueprint) -> None:
-    """The static address as a NetworkManager profile, as a bookworm user saves it."""
-    root = node.root
-    profile = root / f"etc/NetworkManager/system-connections/{NM_PROFILE}.nmconnection"
+    """The static address as a NetworkManager profile, as a bookworm user saves it.
+
+    With the lab's uplink, a second profile for it (the uplink is a NetworkManager lab's only).
+    """
+    _profile(node.root, NM_PROFILE, NM_KEYFILE.format(
+        id=NM_PROFILE,
+        uuid=uuid.uuid5(uuid.NAMESPACE_DNS, f"{node.name}.{lab.cluster}.picl-lab"),
+        interface=lab.interface,
+        address=node.address,
+        prefixlen=lab.prefixlen,
+    ))
+    if lab.uplink:
+        _profile(node.root, UPLINK_PROFILE, UPLINK_KEYFILE.format(
+            id=UPLINK_PROFILE,
+            uuid=uuid.uuid5(uuid.NAMESPACE_DNS, f"{node.name}.{lab.cluster}.picl-lab-uplink"),
+            interface=UPLINK_INTERFACE,
+            address=node.uplink_address,
+            prefixlen=UPLINK_SUBNET.prefixlen,
+            gateway=UPLINK_SUBNET.network_address + 1,
+        ))
+
+
+def _profile(root: Path, name: str, text: str) -> None:
+    """A NetworkManager profile on the node's disk, unless it has one of that name."""
+    profile = root / f"etc/NetworkManager/system-connections/{name}.nmconnection"
     if not profile.exists():
         profile.parent.mkdir(parents=True, exist_ok=True)
-        text = NM_KEYFILE.format(
-            id=NM_PROFILE,
-            uuid=uuid.uuid5(uuid.NAMESPACE_DNS, f"{node.name}.{lab.cluster}.picl-lab"),
-            interface=lab.interface,
-            address=node.address,
-            prefixlen=lab.prefixlen,
-        )
         fd = os.open(profile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # NM ignores others
         with os.fdopen(fd, "w") as f:
             f.write(text)

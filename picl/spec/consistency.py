@@ -191,6 +191,15 @@ def check_placement(data: dict[str, Any]) -> Iterator[Finding]:
                     break
 
 
+def check_mpi(data: dict[str, Any]) -> Iterator[Finding]:
+    """[mpi]'s computing nodes are nodes of the spec."""
+    mpi = data.get("mpi")
+    if isinstance(mpi, dict):
+        yield from _names_nodes(("mpi", "nodes"), mpi.get("nodes", "all"), _node_names(data))
+        if mpi.get("nodes") == []:
+            yield ("mpi", "nodes"), 'no computing node: name at least one, or "all"'
+
+
 def check_sources(data: dict[str, Any], base: Path) -> Iterator[Finding]:
     """A managed file's `source` is a file inside the repository that holds the spec."""
     root = base.resolve()
@@ -222,5 +231,6 @@ def findings(data: dict[str, Any], base: Path) -> list[Finding]:
         *check_primary(data),
         *check_users(data),
         *check_placement(data),
+        *check_mpi(data),
         *check_sources(data, base),
     ]

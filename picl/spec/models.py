@@ -240,6 +240,21 @@ class Leds(Section):
     brightness: float = Field(default=0.1, ge=0.0, le=1.0, description="The pixels' brightness")
 
 
+class Mpi(Section):
+    """MPI across the cluster: plain `mpirun` on the primary uses every computing node."""
+
+    implementation: Literal["openmpi"] = Field(
+        default="openmpi", description="The MPI library: Open MPI, as Debian packages it"
+    )
+    nodes: NodeSelection = Field(
+        default="all", description="The computing nodes, that run ranks; the primary launches"
+    )
+    slots: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="Ranks per computing node; default: the node's cores, read from it",
+    )
+
+
 INTERVAL_SECONDS = (10, 24 * 3600)  # the agent's cycle: what [agent].interval may be
 
 
@@ -293,6 +308,7 @@ class Cluster(Section):
     files: list[ManagedFile] = Field(default_factory=list)
     packages: Packages = Field(default_factory=Packages)
     leds: Leds = Field(default_factory=Leds)
+    mpi: Mpi | None = None
     agent: Agent = Field(default_factory=Agent)
 
     _secrets: dict[str, SecretStr] = PrivateAttr(default_factory=dict)

@@ -19,9 +19,11 @@ from picl.deploy.health import (
     judge_clock,
     judge_disk,
     judge_load,
+    judge_mpi,
     judge_primary,
     judge_shares,
     judge_temperature,
+    mpi_job,
     node_health,
     readings,
 )
@@ -330,3 +332,26 @@ def test_findings_fold_the_nodes_that_share_one_failures_first() -> None:
     nodes = [NodeHealth("node0", [warm]), NodeHealth("node1", [warm, full]),
              NodeHealth("node2", [Check("disk", Level.OK, "20%"), warm])]
     assert findings(nodes) == [(["node1"], full), (["node0", "node1", "node2"], warm)]
+
+
+# [mpi] in BASE: node1 and node2 compute, node0 (the primary) launches.
+@pytest.mark.parametrize(("reply", "levels", "detail"), [
+    (Reply(" mpi job", 0, "node1\nnode2\n"), {"node1": "OK", "node2": "OK"}, ""),
+    (Reply(" mpi job", 1, "node1\n", "ORTE was unable to reliably start one or more daemons\n"),
+     {"node1": "FAIL", "node2": "FAIL"}, "ORTE was unable"),
+    (Reply(" mpi job", 0, "node1\nnode1\n"), {"node1": "OK", "node2": "FAIL"}, "its ranks ran on node1"),
+    (Reply(" mpi job", None, "", error="still running after 20s: stopped"),
+     {"node1": "FAIL", "node2": "FAIL"}, "mpirun on node0: still running after 20s"),
+    (Reply(" mpi job", None, error="no such user on this node"),
+     {"node1": "FAIL", "node2": "FAIL"}, "no such user"),
+])
+def test_mpi_check_names_each_node_no_rank_ran_on(cluster: Cluster, reply: Reply,
+                                                  levels: dict[str, str], detail: str) -> None:
+    found = judge_mpi(reply, cluster)
+    assert {name: c.level.value for name, c in found.items()} == levels
+    failed = [c for c in found.values() if c.level is Level.FAIL]
+    assert all(detail in c.detail for c in failed)
+
+
+def test_mpi_job_is_one_rank_on_each_computing_node(cluster: Cluster) -> None:
+    assert mpi_job(cluster) == "mpirun -np 2 --map-by node hostname"

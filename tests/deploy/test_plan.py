@@ -243,6 +243,8 @@ STOCK_NEEDS = [
     ("node0", "nfs-kernel-server", "shares"),
     ("node1", "chrony", "time"), ("node1", "nfs-common", "mounts"),
     ("node2", "nfs-common", "mounts"),
+    ("node0", "openmpi-bin", "mpi"), ("node0", "libopenmpi-dev", "mpi"), ("node0", "gcc", "mpi"),
+    ("node1", "openmpi-bin", "mpi"), ("node2", "openmpi-bin", "mpi"),
 ]
 
 
@@ -268,7 +270,7 @@ def test_needed_packages_come_first_in_one_apt_run_with_the_specs(cluster: Clust
     assert all(c.steps[0] is installs[0].steps[0] for c in installs)
     assert installs[0].steps[0].arguments["packages"] == [
         "sudo", "openssh-server", "openssh-client", "chrony", "nfs-kernel-server",
-        *cluster.packages.all]
+        "openmpi-bin", "libopenmpi-dev", "gcc", "htop"]  # openmpi-bin once, first for mpi
 
 
 def test_installed_needs_are_no_change(cluster: Cluster) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -33,6 +34,7 @@ OUTPUT = [
     f"{MARK} group", "root:x:0:", "sudo:x:27:pi,ann", "pi:x:1000:",
     f"{MARK} target", "graphical.target",
     f"{MARK} localtime", "/usr/share/zoneinfo/Europe/Rome",
+    f"{MARK} cores", "4",
     f"{MARK} host_keys", "ssh-ed25519 AAAA root@node1", "",
     f"{MARK} fstab", base64.b64encode(b"# caf\xe9\nproc /proc proc defaults 0 0").decode(),
     f"{MARK} hosts", b64("127.0.0.1 localhost\n"),
@@ -50,6 +52,8 @@ OUTPUT = [
     f"{MARK} exists", "/usr/sbin/NetworkManager",
     f"{MARK} digest /etc/wpa_supplicant/wpa_supplicant.conf", ABSENT,
     f"{MARK} digest /etc/NetworkManager/system-connections/picl-wifi.nmconnection", "ab12",
+    f"{MARK} version openmpi-bin", "4.1.4-3+b1",
+    f"{MARK} version mpich", ABSENT,
 ]
 
 
@@ -74,6 +78,8 @@ def test_sections_split_at_markers() -> None:
                  "/etc/NetworkManager/system-connections/picl-wifi.nmconnection": "ab12"}),
     ("packages", {"htop": True, "stress": False}),
     ("password_digests", {"pi": "e3b0c442"}),
+    ("cores", 4),
+    ("versions", {"openmpi-bin": "4.1.4-3+b1", "mpich": None}),
 ])
 def test_parsed(attribute: str, expected: object) -> None:
     assert getattr(parse(OUTPUT), attribute) == expected
@@ -99,7 +105,7 @@ def test_script_runs_here_and_reads_this_machine(tmp_path) -> None:
     probe = Probe(users=("root", "nobody-here"), files=(str(managed), "/nonexistent/x"),
                   directories=(str(tmp_path),), packages=("bash", "no-such-package"),
                   exists=("/bin/sh", "/nonexistent/y"), secret_files=(str(secret),),
-                  units=("no-such-unit.service",))
+                  units=("no-such-unit.service",), versions=("bash", "no-such-package"))
     out = subprocess.run(["sh", "-c", script(probe)], capture_output=True, text=True, check=True)
     observed = parse(out.stdout.splitlines())
     assert observed.accounts["root"].uid == 0
@@ -113,10 +119,25 @@ def test_script_runs_here_and_reads_this_machine(tmp_path) -> None:
     enabled, active = observed.units["no-such-unit.service"]
     assert enabled and active and enabled != "enabled"  # two words, whatever systemctl says
     assert observed.existing == {"/bin/sh"}
+    assert observed.cores == len(os.sched_getaffinity(0))
+    bash = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "bash"], capture_output=True,
+                          text=True, check=True).stdout
+    assert observed.versions == {"bash": bash, "no-such-package": None}
     assert observed.digests[str(secret)] == hashlib.sha256(b"hunter22").hexdigest()
     assert "hunter22" not in out.stdout
     fstab = Path("/etc/fstab")
     assert observed.fstab == (fstab.read_bytes() if fstab.exists() else None)
+
+
+def test_a_package_not_installed_reads_as_the_version_apt_would_install() -> None:
+    policy = subprocess.run(["apt-cache", "policy", "openmpi-bin"], capture_output=True,
+                            text=True).stdout
+    said = dict(line.strip().split(": ", 1) for line in policy.splitlines()[1:3])
+    if said.get("Installed") != "(none)" or said.get("Candidate") in (None, "(none)"):
+        pytest.skip("needs openmpi-bin known to apt here and not installed")
+    out = subprocess.run(["sh", "-c", script(Probe(versions=("openmpi-bin",)))],
+                         capture_output=True, text=True, check=True)
+    assert parse(out.stdout.splitlines()).versions == {"openmpi-bin": said["Candidate"]}
 
 
 def test_node_state_is_a_pyinfra_fact_that_runs_through_pyinfra(tmp_path) -> None:

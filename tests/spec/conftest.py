@@ -95,6 +95,11 @@ all = ["htop", "openmpi-bin"]
 mode = "status"
 brightness = 0.1
 
+[mpi]
+implementation = "openmpi"
+nodes = ["node1", "node2"]
+slots = 4
+
 [agent]
 branch = "main"
 interval = "5m"

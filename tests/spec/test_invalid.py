@@ -231,6 +231,16 @@ CASES: list[tuple[str, str, str, str]] = [
      '[[mounts]]\nnodes = ["no\\nde"]\nwhat = "x"\nwhere = "/y"\ntype = "ext4"\n\n'
      '[[mounts]]\nnodes = ["no\\nde"]\nwhat = "x"\nwhere = "/y" #!\ntype = "ext4"\n\n'
      '[[files]]\npath = "/etc/motd"', "mounts[2].where"),
+    # [mpi]
+    ("mpi-implementation", 'implementation = "openmpi"', 'implementation = "lam" #!',
+     "mpi.implementation"),
+    ("mpi-node-unknown", 'nodes = ["node1", "node2"]', 'nodes = ["node1", "nod2"] #!',
+     "mpi.nodes[1]"),
+    ("mpi-nodes-empty", 'nodes = ["node1", "node2"]', "nodes = [] #!", "mpi.nodes"),
+    ("mpi-nodes-word", 'nodes = ["node1", "node2"]', 'nodes = "some" #!', "mpi.nodes"),
+    ("mpi-slots-zero", "slots = 4", "slots = 0 #!", "mpi.slots"),
+    ("mpi-slots-text", "slots = 4", 'slots = "four" #!', "mpi.slots"),
+    ("mpi-typo", "slots = 4", "slot = 4 #!", "mpi.slot"),
 ]
 
 
@@ -300,7 +310,9 @@ def test_every_problem_is_reported_at_once(repo: Path) -> None:
     assert [line.split(": ")[1] for line in lines] == [
         "nodes[1].name", "nodes[2].address", "nodes[2].adress",
         "mounts[0].nodes[0]",  # node1 is no longer a node
-        "leds.brightness", "agent.interval",
+        "leds.brightness",
+        "mpi.nodes[0]",  # node1 again
+        "agent.interval",
     ]
 
 
