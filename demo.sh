@@ -21,12 +21,15 @@ printf 'wifi_psk = "lab-only-not-a-secret"\nroot_password_hash = "%s"\n' \
   "$(openssl passwd -6 picl-lab)" > "$secrets"
 chmod 600 "$secrets"
 export PICL_SECRETS="$secrets"
+# The reference cluster and its compute layer ([mpi]: examples/mpi.toml), as one spec.
+mkdir "$work/spec" && cat cluster.toml examples/mpi.toml > "$work/spec/cluster.toml"
+export PICL_SPEC="$work/spec/cluster.toml"
 
-step "picl validate: the reference three-node cluster (cluster.toml)"
+step "picl validate: the reference three-node cluster (cluster.toml, with examples/mpi.toml)"
 picl validate
 
 step "a typo is caught with file, line and key, before anything touches a node"
-sed 's/^address = "10.1.10.241"/adress = "10.1.10.241"/' cluster.toml > "$work/cluster.toml"
+sed 's/^address = "10.1.10.241"/adress = "10.1.10.241"/' "$PICL_SPEC" > "$work/cluster.toml"
 picl --spec "$work/cluster.toml" validate || echo "(exit $?)"
 
 step "picl lab up: one systemd container per node, the spec's names and addresses"
@@ -55,7 +58,7 @@ step "picl --lab agent install: the primary becomes the control node (installed 
 picl --lab agent install
 
 step "git push to the primary: the agent converges the lab"
-repo="$work/repo"; mkdir "$repo"; cp cluster.toml "$repo/"
+repo="$work/repo"; mkdir "$repo"; cp "$PICL_SPEC" "$repo/"
 printf '\n[[files]]\npath = "/etc/motd"\ncontent = "arrakis: the spice must flow\\n"\n' >> "$repo/cluster.toml"
 git -C "$repo" init -q -b main && git -C "$repo" add cluster.toml
 git -C "$repo" -c user.name=demo -c user.email=demo@example.org commit -q -m "a message of the day"

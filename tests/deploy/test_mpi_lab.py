@@ -26,10 +26,11 @@ JOB_TIMEOUT = 20  # seconds: the unpinned job hangs, it must not hold the test
 
 
 class Mpi:
-    """The reference cluster (which has [mpi]) on a lab with an uplink, applied once."""
+    """The reference cluster with examples/mpi.toml on a lab with an uplink, applied once."""
 
     def __init__(self, lab: Lab, root: Path):
         self.lab = lab
+        self.spec = spec(root)
         self.secrets = root / "secrets.toml"
         hashed = subprocess.run(["openssl", "passwd", "-6", "-salt", "pytest", "lab"],
                                 capture_output=True, text=True, check=True).stdout.strip()
@@ -44,7 +45,7 @@ class Mpi:
         with pytest.MonkeyPatch.context() as patch:
             for key, value in self.environ.items():
                 patch.setenv(key, value)
-            return picl("--secrets", str(self.secrets), "--lab", *args, spec=SPEC,
+            return picl("--secrets", str(self.secrets), "--lab", *args, spec=self.spec,
                         lab_name=self.lab.name)
 
     def as_user(self, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -64,10 +65,18 @@ class Mpi:
         return self.as_user(f"timeout {JOB_TIMEOUT} mpirun {program}", check=False)
 
 
+def spec(root: Path) -> Path:
+    """The reference cluster.toml with the compute layer of examples/mpi.toml, in `root`."""
+    path = root / "cluster.toml"
+    path.write_text(SPEC.read_text() + (REPO / "examples" / "mpi.toml").read_text())
+    return path
+
+
 @pytest.fixture(scope="module")
 def mpi_lab(lab_host: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mpi]:
-    with running_lab(session_lab_name("mpi"), uplink=True) as lab:
-        cluster = Mpi(lab, tmp_path_factory.mktemp("mpi"))
+    root = tmp_path_factory.mktemp("mpi")
+    with running_lab(session_lab_name("mpi"), spec=spec(root), uplink=True) as lab:
+        cluster = Mpi(lab, root)
         applied = cluster.picl("apply", "--yes")
         assert applied.returncode == 0, applied.stdout + applied.stderr
         yield cluster
