@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,6 +132,65 @@ def test_secrets_never_reach_the_plan(cluster: Cluster) -> None:
     assert "BEGIN OPENSSH PRIVATE KEY" in hashed  # the cluster key went to the secrets store
     assert "OPENSSH PRIVATE" not in result.stdout + result.stderr
     assert cluster.picl("apply", "--yes").returncode == 0
+
+
+# Started on a node before an apply: every command line any process there had while it ran.
+SAMPLER = """\
+import os, sys
+log, stop = sys.argv[1], sys.argv[2]
+me, seen = str(os.getpid()), set()
+with open(log, "w") as out:
+    while not os.path.exists(stop):
+        for pid in os.listdir("/proc"):
+            if pid.isdigit() and pid != me:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        words = f.read()
+                except OSError:
+                    continue
+                if words not in seen:
+                    seen.add(words)
+                    out.write(words.replace(b"\\0", b" ").decode(errors="replace") + "\\n")
+                    out.flush()
+"""
+
+
+def _sampled(lab: Lab, node: str, during) -> str:
+    """Every command line seen on `node` in a tight loop over /proc while `during()` runs."""
+    lab.ssh(node, f"cat > /tmp/sampler.py <<'EOF'\n{SAMPLER}EOF\nrm -f /tmp/argv.*; "
+                  "setsid python3 /tmp/sampler.py /tmp/argv.log /tmp/argv.stop "
+                  "</dev/null >/dev/null 2>&1 &")
+    lab.ssh(node, "for _ in $(seq 100); do [ -s /tmp/argv.log ] && break; sleep 0.1; done")
+    try:
+        during()
+    finally:
+        lab.ssh(node, "touch /tmp/argv.stop; for _ in $(seq 100); do "
+                      "pgrep -f /tmp/sampler.py >/dev/null || break; sleep 0.1; done")
+    return lab.ssh(node, "cat /tmp/argv.log").stdout
+
+
+def test_secrets_never_in_a_process_s_arguments(cluster: Cluster) -> None:
+    lab = cluster.lab
+    lab.ssh("node1", "usermod -p '*' root; rm -f /home/federico/.ssh/id_ed25519* "
+                     "/etc/NetworkManager/system-connections/picl-wifi.nmconnection")
+    stored = tomllib.loads(cluster.secrets.read_text())
+    private = stored["cluster_key_federico"].splitlines()[1]
+    applied = []
+
+    def apply() -> None:
+        # A control: a command as short-lived as the old `usermod -p HASH` is seen.
+        lab.ssh("node1", "usermod -p picl-sampler-probe nosuchuser", check=False)
+        applied.append(cluster.picl("apply", "--yes"))
+
+    seen = _sampled(lab, "node1", apply)
+    result = applied[0]
+    assert result.returncode == 0, result.stdout + result.stderr
+    for resource in ("password root", "cluster_key federico", "network picl-wifi.nmconnection"):
+        assert resource in result.stdout
+    assert "usermod -p picl-sampler-probe" in seen
+    for name, secret in [("root password hash", stored["root_password_hash"]),
+                         ("Wi-Fi key", stored["wifi_psk"]), ("cluster key", private)]:
+        assert secret not in seen, f"the {name} was in a command line on node1"
 
 
 # A user still running something (a systemd --user left by `su -`) cannot be changed.
