@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from picl.deploy.keys import public_key
 from tests.conftest import SPEC, Lab, picl, running_lab, session_lab_name
 from tests.spec.conftest import KEY
 
@@ -43,11 +45,13 @@ class Cluster:
         (github / "flucifredi.keys").write_text(GITHUB_KEY + "\n")
         self.environ = {"PICL_GITHUB_URL": github.as_uri(), "XDG_CACHE_HOME": str(root / "cache")}
 
-    def picl(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def picl(self, *args: str, spec: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """picl on the lab, with this spec and its secrets, or `spec` and the secrets beside it."""
+        secrets = ("--secrets", str(self.secrets)) if spec is None else ()
         with pytest.MonkeyPatch.context() as patch:
             for key, value in self.environ.items():
                 patch.setenv(key, value)
-            return picl("--secrets", str(self.secrets), "--lab", *args, spec=self.spec,
+            return picl(*secrets, "--lab", *args, spec=spec or self.spec,
                         lab_name=self.lab.name)
 
     def plan(self) -> dict:
@@ -132,6 +136,42 @@ def test_secrets_never_reach_the_plan(cluster: Cluster) -> None:
     assert "BEGIN OPENSSH PRIVATE KEY" in hashed  # the cluster key went to the secrets store
     assert "OPENSSH PRIVATE" not in result.stdout + result.stderr
     assert cluster.picl("apply", "--yes").returncode == 0
+
+
+def _folder(path: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (stat.S_IMODE(p.stat().st_mode), p.read_bytes()) for p in path.iterdir()}
+
+
+def test_plan_writes_no_secret_and_apply_generates_the_missing_key(
+        cluster: Cluster, tmp_path: Path) -> None:
+    spec = tmp_path / "cluster.toml"
+    spec.write_text(cluster.spec.read_text())
+    secrets = tmp_path / "secrets.toml"
+    stored = tomllib.loads(cluster.secrets.read_text())
+    for text in (None, f'wifi_psk = "{stored["wifi_psk"]}"\n'
+                       f'root_password_hash = "{stored["root_password_hash"]}"\n'):
+        if text is not None:  # without a secrets file, then with one that lacks the key
+            secrets.write_text(text)
+            secrets.chmod(0o600)
+        before = _folder(tmp_path)
+        plan = cluster.picl("plan", spec=spec)
+        assert plan.returncode == 0, plan.stdout + plan.stderr
+        assert _folder(tmp_path) == before
+        assert "cluster_key federico" in plan.stdout and "generated at apply" in plan.stdout
+        assert f"the cluster key of federico is not in {secrets}: apply generates it" \
+            in plan.stderr
+    applied = cluster.picl("apply", "--yes", spec=spec)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "generated the cluster key of federico" in applied.stderr
+    assert secrets.read_text().startswith(text) and stat.S_IMODE(secrets.stat().st_mode) == 0o600
+    private = tomllib.loads(secrets.read_text())["cluster_key_federico"]
+    assert private != stored["cluster_key_federico"]
+    node_key = cluster.lab.ssh("node2", "cat /home/federico/.ssh/id_ed25519.pub").stdout
+    assert node_key.split()[:2] == public_key(private).split()[:2]
+    after = cluster.picl("plan", "--detailed-exitcode", spec=spec)
+    assert after.returncode == 0 and "No changes" in after.stdout, after.stdout + after.stderr
+    restored = cluster.picl("apply", "--yes")  # the module's own key again
+    assert restored.returncode == 0, restored.stdout + restored.stderr
 
 
 # Started on a node before an apply: every command line any process there had while it ran.

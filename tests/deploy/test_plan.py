@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 from pyinfra.api import StringCommand
 
-from picl.deploy import boot, leds, mounts, names, packages, shares, ssh, time, users
+from picl.deploy import boot, keys, leds, mounts, names, packages, shares, ssh, time, users
 from picl.deploy.changes import BEGIN, END, Step, block_lines, with_block
 from picl.deploy.commands import apt_install
 from picl.deploy.network import wpa_psk
@@ -367,3 +367,13 @@ def test_a_failed_install_names_the_packages_last(tmp_path: Path, packages_: lis
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (
         f"cannot install {' '.join(packages_)}: no package source has them (offline?)")
+
+
+def test_a_cluster_key_not_generated_yet_is_planned_without_a_step(cluster: Cluster) -> None:
+    found = by_resource(ssh.changes(view(cluster, "node1", fresh_node(),
+                                         github_keys={"flucifredi": []})))
+    change = found["cluster_key federico"]
+    assert (change.action, change.steps) == ("create", ())
+    assert [a.shown() for a in change.attributes] == [("(none)", "generated at apply")]
+    assert keys.missing(cluster) == ["federico"]
+    assert keys.cluster_keys(cluster) == {}
