@@ -85,6 +85,7 @@ def main() -> None:
         hashed = subprocess.run(["openssl", "passwd", "-6", "bench"], capture_output=True,
                                 text=True, check=True).stdout.strip()
         secrets.write_text(f'wifi_psk = "not-a-real-psk"\nroot_password_hash = "{hashed}"\n')
+        secrets.chmod(0o600)
         env = {**os.environ, "PICL_SPEC": str(spec), "PICL_SECRETS": str(secrets),
                "PICL_LAB_NAME": LAB}
         env.pop("PICL_IN_LAB", None)

@@ -12,9 +12,8 @@ import shlex
 from collections.abc import Generator
 from io import BytesIO, StringIO
 
-from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.api import FileUploadCommand, StringCommand, operation
 from pyinfra.api.command import PyinfraCommand
-from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.operations import server
 
 from picl.deploy.changes import Step
@@ -30,10 +29,13 @@ def command(*words: str) -> str:
     return shlex.join(words)
 
 
-def masked(*words: str, secret: str, then: tuple[str, ...] = ()) -> StringCommand:
-    """`words SECRET then`: pyinfra prints the secret masked."""
-    return StringCommand(*(QuoteString(w) for w in words), QuoteString(HiddenValue(secret)),
-                         *(QuoteString(w) for w in then))
+def piped(command: str, secret: str) -> Step:
+    """`command` reading `secret` on its standard input.
+
+    A secret is never a word of a command: any local user reads every process's arguments in
+    /proc/PID/cmdline. It reaches a node as standard input (this) or as an uploaded file (`put`).
+    """
+    return Step(server.shell, {"commands": [command], "_stdin": secret})
 
 
 def put(path: str, content: str, owner: str = "root", group: str = "root",

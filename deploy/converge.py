@@ -245,7 +245,7 @@ class Target:
 
 
 def make_plan(target: Target) -> Plan:
-    """Read every node (host keys are shared) and plan the selected ones."""
+    """Read every node (host keys are shared) and plan the selected ones. Writes nothing."""
     cluster = target.cluster
     plan = Plan()
     shared = ClusterFacts(spec_dir=target.spec_dir, led_service=target.led_service,
@@ -254,13 +254,10 @@ def make_plan(target: Target) -> Plan:
     if names:
         resolved = github.resolve(names)
         shared.github_keys, plan.warnings = resolved.keys, resolved.warnings
-    shared.cluster_keys, notes = keys.cluster_keys(cluster, target.secrets_file)
-    plan.warnings += notes
-    if any(cluster.secret(u.password) is None for u in cluster.users if u.password):
-        plan.warnings.append("no secrets file: passwords are left as they are on the nodes")
-    wifi = cluster.network.wifi
-    if wifi is not None and cluster.secret(wifi.psk) is None:
-        plan.warnings.append("no secrets file: Wi-Fi is left as it is on the nodes")
+    shared.cluster_keys = keys.cluster_keys(cluster)
+    plan.warnings += [f"the cluster key of {user} is not in {target.secrets_file}: apply "
+                      "generates it there (or `picl secrets generate`)"
+                      for user in keys.missing(cluster)]
 
     errors: dict[str, str] = {}
     items = {node.name: (node, probe(cluster, node, shared)) for node in cluster.nodes}
@@ -275,6 +272,12 @@ def make_plan(target: Target) -> Plan:
         else:
             plan.nodes.append(plan_node(cluster, node, shared.observed[node.name], shared))
     return plan
+
+
+def generate_secrets(target: Target) -> list[str]:
+    """Before apply plans, under the converge lock: the secrets picl makes (cluster keys) that
+    the secrets file lacks, generated and stored. Returns what was done."""
+    return keys.generate_missing(target.cluster, target.secrets_file)
 
 
 def steps_of(changes: list[Change]) -> list[Step]:

@@ -11,6 +11,7 @@ from picl.spec import Cluster, Node, User
 
 KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 CLUSTER_KEY = ".ssh/id_ed25519"
+GENERATED_AT_APPLY = "generated at apply"
 
 
 def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:
@@ -67,17 +68,23 @@ def _authorized_keys(view: NodeView, user: User) -> Iterator[Change]:
 
 
 def _cluster_key(view: NodeView, user: User) -> Iterator[Change]:
-    pair = view.shared.cluster_keys.get(user.name)
-    if not user.cluster_key or pair is None:
+    if not user.cluster_key:
         return
+    pair = view.shared.cluster_keys.get(user.name)
     public = view.observed.user_files.get(("cluster_key", user.name))
+    action = "create" if public is None else "update"
+    if pair is None:
+        # A plan writes no secret: apply generates the pair before it plans (deploy.keys).
+        yield Change(f"cluster_key {user.name}", action,
+                     (Attribute("key pair", None, GENERATED_AT_APPLY),))
+        return
     private = view.observed.user_stats.get(("cluster_key_private", user.name))
     if public == pair.public and private is not None:
         return
     path = f"{home(user)}/{CLUSTER_KEY}"
     yield Change(
         f"cluster_key {user.name}",
-        "create" if public is None else "update",
+        action,
         (Attribute("key pair", "", "", sensitive=True),),
         steps=(sh(_ssh_dir(user)),
                put(path, pair.private, user.name, user.name, "0600"),

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 
 from picl.deploy.changes import Attribute, Change, attributes
-from picl.deploy.commands import command, masked, put, sh
+from picl.deploy.commands import command, piped, put, sh
 from picl.deploy.view import NodeView, home
 from picl.spec import Cluster, Node, User
 
 SUDOERS_DIR = "/etc/sudoers.d"
+# What /etc/shadow holds as a password: a crypt(3) hash, or `!`/`*` for no password.
+CRYPT_HASH = re.compile(r"[!-9;-~]+")
 
 
 def sudoers_line(user: User) -> str | None:
@@ -132,10 +135,14 @@ def _password(view: NodeView, user: User) -> Iterator[Change]:
     digest = hashlib.sha256((wanted + "\n").encode()).hexdigest()
     if digest == view.observed.password_digests.get(user.name):
         return
-    yield Change(f"password {user.name}", "update",
-                 (Attribute("password", "", "", sensitive=True),),
-                 steps=(sh(masked("usermod", "-p", secret=wanted, then=(user.name,))),),
-                 sensitive=True)
+    resource = f"password {user.name}"
+    if not CRYPT_HASH.fullmatch(wanted):
+        # chpasswd reads `user:hash` lines: a ':' or a newline would set someone else's.
+        yield Change(resource, "update", blocked=f"secret {user.password.secret!r} is not a "
+                     "crypt(3) hash (printable ASCII, no ':' or space); the value is not shown")
+        return
+    yield Change(resource, "update", (Attribute("password", "", "", sensitive=True),),
+                 steps=(piped("chpasswd -e", f"{user.name}:{wanted}\n"),), sensitive=True)
 
 
 def changes(view: NodeView) -> list[Change]:

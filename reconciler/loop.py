@@ -259,7 +259,7 @@ class Reconciler:
         self.on_accept(cluster)
 
     def _converge(self, cluster: Cluster, sha: str) -> st.Result:
-        from picl.deploy.converge import Target, apply_plan, make_plan
+        from picl.deploy.converge import Target, apply_plan, generate_secrets, make_plan
 
         target = Target(cluster=cluster, connection=self.connection,
                         secrets_file=self.paths.secrets, spec_dir=self.paths.checkout,
@@ -276,10 +276,16 @@ class Reconciler:
             except PiclError as exc:
                 raise Waiting("LockRefused", str(exc)) from None
             started = time.monotonic()
+            mode = cluster.agent.mode
+            if mode == "enforce":  # report mode changes nothing, not even the secrets file
+                try:
+                    for note in generate_secrets(target):
+                        log.info("%s", note)
+                except PiclError as exc:
+                    raise Waiting("SecretsNotWritten", str(exc)) from None
             plan = make_plan(target)
             for warning in plan.warnings:
                 log.warning("%s", warning)
-            mode = cluster.agent.mode
             nodes = plan_states(plan, mode)
             log.info("planned in %.1fs: %d changes on %d nodes", time.monotonic() - started,
                      plan.changes, len([n for n in plan.nodes if n.changes]))

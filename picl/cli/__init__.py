@@ -21,6 +21,7 @@ COMMANDS = {
     "init": "picl.cli.spec:init",
     "validate": "picl.cli.spec:validate",
     "schema": "picl.cli.spec:schema",
+    "secrets": "picl.cli.secrets:secrets",
     "plan": "picl.cli.converge:plan",
     "apply": "picl.cli.converge:apply",
     "status": "picl.cli.agent:status_command",

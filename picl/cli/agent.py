@@ -35,7 +35,6 @@ from picl.reconciler.status import (
     Status,
     short,
 )
-from picl.spec import SECRETS_FILE
 
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="One JSON document on stdout, nothing else there.")
@@ -195,7 +194,7 @@ def install(env: Env) -> int:
     from picl.reconciler.install import install as run_install
 
     cluster = env.cluster
-    secrets = env.secrets_path or env.spec_path.resolve().parent / SECRETS_FILE
+    secrets = env.secrets_file
     in_lab = bool(os.environ.get("PICL_IN_LAB"))
     done = run_install(cluster, Connection.from_environ(), secrets,
                        led_backend="terminal" if in_lab else "blinkt",  # lab LEDs: the journal

@@ -19,7 +19,6 @@ from picl.deploy.connection import Connection
 from picl.deploy.lock import Holder, LockHeld, as_duration, converging
 from picl.errors import PiclError
 from picl.exit import ExitStatus
-from picl.spec import SECRETS_FILE
 from picl.spec.checks import duration_seconds
 
 if TYPE_CHECKING:  # pyinfra loads only when a command needs it: `picl --help` stays fast
@@ -51,7 +50,7 @@ def target(env: Env, nodes: tuple[str, ...]) -> Target:
     return Target(
         cluster=cluster,
         connection=Connection.from_environ(),
-        secrets_file=env.secrets_path or spec_dir / SECRETS_FILE,
+        secrets_file=env.secrets_file,
         spec_dir=spec_dir,
         only=list(nodes),
         led_service=led_service(cluster),
@@ -236,7 +235,7 @@ def apply(env: Env, nodes: tuple[str, ...], yes: bool, as_json: bool, wait: int)
     --lock-timeout, then fails naming who holds the lock (what, pid, host, since when,
     which revision).
     """
-    from picl.deploy.converge import apply_plan, make_plan
+    from picl.deploy.converge import apply_plan, generate_secrets, make_plan
 
     run = target(env, nodes)
 
@@ -250,7 +249,9 @@ def apply(env: Env, nodes: tuple[str, ...], yes: bool, as_json: bool, wait: int)
                                           spec_revision(env.spec_path), wait, waiting))
         except LockHeld as exc:
             raise PiclError(f"{exc}; --lock-timeout DURATION waits longer") from None
+        generated = generate_secrets(run)
         result = make_plan(run)
+        result.warnings[:0] = generated
         if not as_json:
             show_plan(env, result)
         outcomes: list[Outcome] = []

@@ -45,6 +45,13 @@ class Env:
             verbose=verbose,
         )
 
+    @property
+    def secrets_file(self) -> Path:
+        """Where the secrets are: --secrets, else secrets.toml beside the spec."""
+        from picl.spec import SECRETS_FILE
+
+        return self.secrets_path or self.spec_path.resolve().parent / SECRETS_FILE
+
     @cached_property
     def cluster(self) -> Cluster:
         """The validated spec; raises SpecError listing every problem."""

@@ -18,8 +18,8 @@ from picl.spec.checks import control_character
 from picl.spec.consistency import did_you_mean, findings
 from picl.spec.locate import MAX_DEPTH, Loc, Positions, format_loc, positions
 from picl.spec.models import SELECTION_TAGS, Cluster
+from picl.spec.secrets import SECRETS_FILE, check_private
 
-SECRETS_FILE = "secrets.toml"
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$|\s*\(at end of document\)$")
 
 
@@ -136,9 +136,12 @@ def _secret_refs(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
             yield from _secret_refs(item, (*loc, i))
 
 
-def load_secrets(path: Path) -> dict[str, SecretStr]:
-    """secrets.toml: NAME = "value" per secret. Values never reach an error message."""
-    data, where = _parse(path, _text(path))
+def load_secrets(path: Path, warn: Callable[[str], None] | None = None) -> dict[str, SecretStr]:
+    """secrets.toml: NAME = "value" per secret, private to its owner and out of git (see
+    picl.spec.secrets). Values never reach an error message."""
+    text = _text(path)
+    check_private(path, warn)
+    data, where = _parse(path, text)
     message = "a secret's value must be a string"
     problems = [
         Problem(str(path), *where.of((key,)), format_loc((key,)), message)
@@ -169,22 +172,20 @@ def load(
         problems.append(Problem(file, *where.of(loc), format_loc(loc), message))
 
     secrets_file = secrets_path or path.parent / SECRETS_FILE
-    secrets: dict[str, SecretStr] = {}
-    refs = list(_secret_refs(data))
-    if secrets_file.exists():
-        secrets = load_secrets(secrets_file)
-        for loc, name in refs:
-            if name not in secrets:
-                message = f"secret {name!r} is not in {secrets_file}"
-            elif control_character(secrets[name].get_secret_value()) is not None:
-                # A Wi-Fi key or a password hash is one line of a file: never shown, even here.
-                message = (f"secret {name!r} in {secrets_file} holds a control character "
-                           "(line break, NUL, tab...); its value is not shown")
-            else:
-                continue
-            problems.append(Problem(file, *where.of(loc), format_loc(loc), message))
-    elif refs and warn:
-        warn(f"{secrets_file} not found: {len(refs)} secret reference(s) left unresolved")
+    secrets = load_secrets(secrets_file, warn) if secrets_file.exists() else {}
+    # A missing secret is the same with or without a secrets file: what needs it is left alone.
+    for loc, name in _secret_refs(data):
+        if name not in secrets:
+            if warn:
+                warn(str(Problem(file, *where.of(loc), format_loc(loc),
+                                 f"secret {name!r} is not in {secrets_file}: what needs it is "
+                                 f"left as it is on the nodes until {name} = \"...\" is added "
+                                 "there")))
+        elif control_character(secrets[name].get_secret_value()) is not None:
+            # A Wi-Fi key or a password hash is one line of a file: never shown, even here.
+            problems.append(Problem(file, *where.of(loc), format_loc(loc),
+                                    f"secret {name!r} in {secrets_file} holds a control "
+                                    "character (line break, NUL, tab...); its value is not shown"))
 
     if problems or cluster is None:
         problems.sort(key=lambda p: (p.line, p.col))

@@ -330,6 +330,10 @@ class Cluster(Section):
         return [node for node in self.nodes if node.name in selection]
 
     def secret(self, ref: SecretRef) -> str | None:
-        """The value behind a reference, or None when no secrets file was loaded."""
+        """The value behind a reference, or None when the secrets file does not hold it."""
         value = self._secrets.get(ref.secret)
         return value.get_secret_value() if value is not None else None
+
+    def stored(self, name: str, value: str) -> None:
+        """Know a secret added to the secrets file after loading (a generated cluster key)."""
+        self._secrets[name] = SecretStr(value)

@@ -37,6 +37,7 @@ def small_cluster(
     if psk is not None:
         secrets = _replaced(SECRETS, json.dumps(PSK), json.dumps(psk))
         (folder / "secrets.toml").write_text(secrets)
+        (folder / "secrets.toml").chmod(0o600)
     return load(folder / "cluster.toml")
 
 

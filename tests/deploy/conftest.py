@@ -19,6 +19,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
     (tmp_path / "files" / "issue").write_text("arrakis\n")
     (tmp_path / "cluster.toml").write_text(BASE)
     (tmp_path / "secrets.toml").write_text(SECRETS)
+    (tmp_path / "secrets.toml").chmod(0o600)
     return load(tmp_path / "cluster.toml")
 
 

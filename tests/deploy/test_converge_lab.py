@@ -7,15 +7,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from picl.deploy.keys import public_key
 from tests.conftest import SPEC, Lab, picl, running_lab, session_lab_name
 from tests.spec.conftest import KEY
 
@@ -44,11 +47,13 @@ class Cluster:
         (github / "flucifredi.keys").write_text(GITHUB_KEY + "\n")
         self.environ = {"PICL_GITHUB_URL": github.as_uri(), "XDG_CACHE_HOME": str(root / "cache")}
 
-    def picl(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def picl(self, *args: str, spec: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """picl on the lab, with this spec and its secrets, or `spec` and the secrets beside it."""
+        secrets = ("--secrets", str(self.secrets)) if spec is None else ()
         with pytest.MonkeyPatch.context() as patch:
             for key, value in self.environ.items():
                 patch.setenv(key, value)
-            return picl("--secrets", str(self.secrets), "--lab", *args, spec=self.spec,
+            return picl(*secrets, "--lab", *args, spec=spec or self.spec,
                         lab_name=self.lab.name)
 
     def plan(self) -> dict:
@@ -133,6 +138,101 @@ def test_secrets_never_reach_the_plan(cluster: Cluster) -> None:
     assert "BEGIN OPENSSH PRIVATE KEY" in hashed  # the cluster key went to the secrets store
     assert "OPENSSH PRIVATE" not in result.stdout + result.stderr
     assert cluster.picl("apply", "--yes").returncode == 0
+
+
+def _folder(path: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (stat.S_IMODE(p.stat().st_mode), p.read_bytes()) for p in path.iterdir()}
+
+
+def test_plan_writes_no_secret_and_apply_generates_the_missing_key(
+        cluster: Cluster, tmp_path: Path) -> None:
+    spec = tmp_path / "cluster.toml"
+    spec.write_text(cluster.spec.read_text())
+    secrets = tmp_path / "secrets.toml"
+    stored = tomllib.loads(cluster.secrets.read_text())
+    for text in (None, f'wifi_psk = "{stored["wifi_psk"]}"\n'
+                       f'root_password_hash = "{stored["root_password_hash"]}"\n'):
+        if text is not None:  # without a secrets file, then with one that lacks the key
+            secrets.write_text(text)
+            secrets.chmod(0o600)
+        before = _folder(tmp_path)
+        plan = cluster.picl("plan", spec=spec)
+        assert plan.returncode == 0, plan.stdout + plan.stderr
+        assert _folder(tmp_path) == before
+        assert "cluster_key federico" in plan.stdout and "generated at apply" in plan.stdout
+        assert f"the cluster key of federico is not in {secrets}: apply generates it" \
+            in plan.stderr
+    applied = cluster.picl("apply", "--yes", spec=spec)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "generated the cluster key of federico" in applied.stderr
+    assert secrets.read_text().startswith(text) and stat.S_IMODE(secrets.stat().st_mode) == 0o600
+    private = tomllib.loads(secrets.read_text())["cluster_key_federico"]
+    assert private != stored["cluster_key_federico"]
+    node_key = cluster.lab.ssh("node2", "cat /home/federico/.ssh/id_ed25519.pub").stdout
+    assert node_key.split()[:2] == public_key(private).split()[:2]
+    after = cluster.picl("plan", "--detailed-exitcode", spec=spec)
+    assert after.returncode == 0 and "No changes" in after.stdout, after.stdout + after.stderr
+    restored = cluster.picl("apply", "--yes")  # the module's own key again
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+
+
+# Started on a node before an apply: every command line any process there had while it ran.
+SAMPLER = """\
+import os, sys
+log, stop = sys.argv[1], sys.argv[2]
+me, seen = str(os.getpid()), set()
+with open(log, "w") as out:
+    while not os.path.exists(stop):
+        for pid in os.listdir("/proc"):
+            if pid.isdigit() and pid != me:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        words = f.read()
+                except OSError:
+                    continue
+                if words not in seen:
+                    seen.add(words)
+                    out.write(words.replace(b"\\0", b" ").decode(errors="replace") + "\\n")
+                    out.flush()
+"""
+
+
+def _sampled(lab: Lab, node: str, during) -> str:
+    """Every command line seen on `node` in a tight loop over /proc while `during()` runs."""
+    lab.ssh(node, f"cat > /tmp/sampler.py <<'EOF'\n{SAMPLER}EOF\nrm -f /tmp/argv.*; "
+                  "setsid python3 /tmp/sampler.py /tmp/argv.log /tmp/argv.stop "
+                  "</dev/null >/dev/null 2>&1 &")
+    lab.ssh(node, "for _ in $(seq 100); do [ -s /tmp/argv.log ] && break; sleep 0.1; done")
+    try:
+        during()
+    finally:
+        lab.ssh(node, "touch /tmp/argv.stop; for _ in $(seq 100); do "
+                      "pgrep -f /tmp/sampler.py >/dev/null || break; sleep 0.1; done")
+    return lab.ssh(node, "cat /tmp/argv.log").stdout
+
+
+def test_secrets_never_in_a_process_s_arguments(cluster: Cluster) -> None:
+    lab = cluster.lab
+    lab.ssh("node1", "usermod -p '*' root; rm -f /home/federico/.ssh/id_ed25519* "
+                     "/etc/NetworkManager/system-connections/picl-wifi.nmconnection")
+    stored = tomllib.loads(cluster.secrets.read_text())
+    private = stored["cluster_key_federico"].splitlines()[1]
+    applied = []
+
+    def apply() -> None:
+        # A control: a command as short-lived as the old `usermod -p HASH` is seen.
+        lab.ssh("node1", "usermod -p picl-sampler-probe nosuchuser", check=False)
+        applied.append(cluster.picl("apply", "--yes"))
+
+    seen = _sampled(lab, "node1", apply)
+    result = applied[0]
+    assert result.returncode == 0, result.stdout + result.stderr
+    for resource in ("password root", "cluster_key federico", "network picl-wifi.nmconnection"):
+        assert resource in result.stdout
+    assert "usermod -p picl-sampler-probe" in seen
+    for name, secret in [("root password hash", stored["root_password_hash"]),
+                         ("Wi-Fi key", stored["wifi_psk"]), ("cluster key", private)]:
+        assert secret not in seen, f"the {name} was in a command line on node1"
 
 
 # A user still running something (a systemd --user left by `su -`) cannot be changed.

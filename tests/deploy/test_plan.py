@@ -7,10 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
+from pyinfra.api import StringCommand
 
-from picl.deploy import boot, leds, mounts, names, packages, shares, ssh, time, users
-from picl.deploy.changes import BEGIN, END, block_lines, with_block
+from picl.deploy import boot, keys, leds, mounts, names, packages, shares, ssh, time, users
+from picl.deploy.changes import BEGIN, END, Step, block_lines, with_block
 from picl.deploy.commands import apt_install
+from picl.deploy.network import wpa_psk
 from picl.deploy.plan import needed, plan_node
 from picl.deploy.view import ClusterFacts
 from picl.facts.node import Account
@@ -77,9 +80,55 @@ def test_root_password_is_sensitive_everywhere(cluster: Cluster) -> None:
     assert change.sensitive
     assert change.attributes[0].shown() == ("(sensitive)", "(sensitive)")
     assert "$6$salt$hash" not in repr(change.attributes)
-    (command,) = change.steps[0].arguments["commands"]
-    assert str(command) == "usermod -p '*MASKED*' root"
-    assert command.get_raw_value() == "usermod -p '$6$salt$hash' root"
+    assert change.steps[0].arguments == {"commands": ["chpasswd -e"],
+                                         "_stdin": "root:$6$salt$hash\n"}
+
+
+@pytest.mark.parametrize("value", ["$6$a$b\nfederico:$6$c$d", "$6$a:b", "$6$a b", "", "\x00"])
+def test_a_password_chpasswd_would_misread_is_blocked_unshown(cluster: Cluster,
+                                                              value: str) -> None:
+    cluster._secrets["root_password_hash"] = SecretStr(value)
+    change = by_resource(users.changes(view(cluster, "node1", fresh_node())))["password root"]
+    assert change.steps == ()
+    assert change.blocked.startswith("secret 'root_password_hash' is not a crypt(3) hash")
+    assert not value or value not in change.blocked
+
+
+def _words(step: Step) -> list[str]:
+    """What a step puts in a process's arguments on the node: all but uploads and stdin."""
+    words = []
+    for key, value in step.arguments.items():
+        if key in ("src", "_stdin"):
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            words.append(item.get_raw_value() if isinstance(item, StringCommand) else str(item))
+    return words
+
+
+BULLSEYE = {"units": {"dhcpcd.service": ("enabled", "active")},
+            "existing": {"/usr/sbin/dhcpcd", "/etc/dhcpcd.conf", "/sbin/wpa_supplicant"},
+            "files": {"/etc/dhcpcd.conf": "hostname\n"}}
+BOOKWORM = {"units": {"NetworkManager.service": ("enabled", "active")},
+            "existing": {"/usr/sbin/NetworkManager", "/usr/sbin/wpa_supplicant"}}
+
+
+@pytest.mark.parametrize("backend", [BOOKWORM, BULLSEYE], ids=["bookworm", "bullseye"])
+def test_secrets_reach_a_node_as_uploads_or_stdin_never_as_arguments(
+        cluster: Cluster, backend: dict) -> None:
+    observed = dataclasses.replace(fresh_node(), **backend)
+    shared = view(cluster, "node1", observed, cluster_keys={"federico": PAIR}).shared
+    steps = [s for c in plan_node(cluster, cluster.node("node1"), observed, shared).changes
+             for s in c.steps]
+    wifi = cluster.network.wifi
+    assert wifi is not None
+    psk = cluster.secret(wifi.psk) or ""
+    secrets = ["$6$salt$hash", psk, wpa_psk(wifi.ssid.encode(), psk), "PRIVATE KEY"]
+    delivered = "".join(str(s.arguments.get("_stdin", "")) + (
+        s.arguments["src"].getvalue() if "src" in s.arguments else "") for s in steps)
+    for secret in secrets:
+        assert not [w for s in steps for w in _words(s) if secret in w], secret
+    assert "$6$salt$hash" in delivered and "PRIVATE KEY" in delivered
+    assert (psk if backend is BOOKWORM else wpa_psk(wifi.ssid.encode(), psk)) in delivered
 
 
 def test_hosts_block_lists_every_node_and_keeps_foreign_lines(cluster: Cluster) -> None:
@@ -321,3 +370,13 @@ def test_a_failed_install_names_the_packages_last(tmp_path: Path, packages_: lis
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (
         f"cannot install {' '.join(packages_)}: no package source has them (offline?)")
+
+
+def test_a_cluster_key_not_generated_yet_is_planned_without_a_step(cluster: Cluster) -> None:
+    found = by_resource(ssh.changes(view(cluster, "node1", fresh_node(),
+                                         github_keys={"flucifredi": []})))
+    change = found["cluster_key federico"]
+    assert (change.action, change.steps) == ("create", ())
+    assert [a.shown() for a in change.attributes] == [("(none)", "generated at apply")]
+    assert keys.missing(cluster) == ["federico"]
+    assert keys.cluster_keys(cluster) == {}

@@ -142,4 +142,5 @@ def repo(tmp_path: Path) -> Path:
     (tmp_path / "files" / "issue").write_text("arrakis\n")
     (tmp_path / "cluster.toml").write_text(BASE)
     (tmp_path / "secrets.toml").write_text(SECRETS)
+    (tmp_path / "secrets.toml").chmod(0o600)
     return tmp_path

@@ -323,15 +323,23 @@ def test_unknown_key_suggests_the_right_one(repo: Path) -> None:
     assert "nodes[1].adress: unknown key (did you mean 'address'?)" in result.err
 
 
-def test_missing_secret_is_an_error_at_the_reference(repo: Path) -> None:
-    (repo / "secrets.toml").write_text('wifi_psk = "x"\n')
+@pytest.mark.parametrize("secrets", ['wifi_psk = "x"\n', None], ids=["file", "no-file"])
+def test_a_missing_secret_is_a_warning_at_its_reference_file_or_not(
+        repo: Path, secrets: str | None) -> None:
+    if secrets is None:
+        (repo / "secrets.toml").unlink()
+    else:
+        (repo / "secrets.toml").write_text(secrets)
     result = run_picl("validate", cwd=repo)
-    assert result.code == 1
+    assert result.code == 0, result.err
     line = BASE.splitlines().index('password = { secret = "root_password_hash" }') + 1
     assert re.search(
-        rf"^cluster\.toml:{line}:\d+: users\[1\]\.password\.secret: secret 'root_password_hash'",
+        rf"^warning: cluster\.toml:{line}:\d+: users\[1\]\.password\.secret: secret "
+        r"'root_password_hash' is not in .*secrets\.toml: what needs it is left as it is on the "
+        r'nodes until root_password_hash = "\.\.\." is added there$',
         result.err, re.MULTILINE,
     ), result.err
+    assert ("wifi_psk" in result.err) is (secrets is None)
 
 
 def test_secret_names_are_quoted(repo: Path) -> None:

@@ -88,12 +88,13 @@ def test_variant_is_valid(repo: Path, old: str, new: str) -> None:
     load(repo / "cluster.toml")
 
 
-def test_missing_secrets_file_warns_once_and_validates(repo: Path) -> None:
+def test_missing_secrets_file_warns_once_per_secret_and_validates(repo: Path) -> None:
     (repo / "secrets.toml").unlink()
     result = run_picl("validate", cwd=repo)
     assert result.code == 0, result.err
-    assert result.err.count("warning") == 1
-    assert "secrets.toml not found" in result.err
+    assert result.err.count("warning") == 2
+    assert "secret 'wifi_psk' is not in secrets.toml" in result.err
+    assert "secret 'root_password_hash' is not in secrets.toml" in result.err
 
 
 def test_secrets_resolve_but_never_print(repo: Path) -> None:
