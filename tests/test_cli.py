@@ -6,9 +6,13 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
-from picl.cli import COMMANDS, cli
+from picl.cli import COMMANDS, cli, hoist
+from tests.spec import conftest as spec_files
 from tests.spec.conftest import run_picl
+
+repo = spec_files.repo  # a fixture: a cluster repository of a valid spec
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
@@ -47,3 +51,57 @@ def test_a_spec_path_is_printed_as_it_is(tmp_path: Path) -> None:
     assert result.code == 0, result
     assert result.out.startswith(f"{spec}: valid")
     assert f"warning: {spec.parent / 'secrets.toml'} not found" in result.err
+
+
+def command_paths() -> list[tuple[str, ...]]:
+    """Every command of the command line, subcommands of a group included."""
+    ctx = click.Context(cli)
+    paths = []
+    for name in COMMANDS:
+        command = cli.get_command(ctx, name)
+        paths.append((name,))
+        if isinstance(command, click.Group):
+            paths += [(name, sub) for sub in command.list_commands(ctx)]
+    return paths
+
+
+GLOBALS = ["--spec", "other.toml", "--secrets", "s.toml", "--lab", "-v"]
+
+
+@pytest.mark.parametrize("path", command_paths(), ids=" ".join)
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_global_options_go_on_either_side_of_every_command(path: tuple[str, ...],
+                                                           where: str) -> None:
+    args = [*GLOBALS, *path] if where == "before" else [*path, *GLOBALS]
+    assert hoist(args) == [*GLOBALS, *path]
+    # PICL_IN_LAB: as inside a lab, so --lab does not look for one here.
+    result = CliRunner().invoke(cli, [*args, "--help"], prog_name="picl",
+                                env={"PICL_IN_LAB": "x"})
+    assert result.exit_code == 0, result.output
+    assert f"picl {' '.join(path)}" in result.output
+
+
+@pytest.mark.parametrize(("args", "hoisted"), [
+    (["validate", "--spec=x.toml"], ["--spec=x.toml", "validate"]),
+    (["run", "--node", "node1", "--lab", "--", "uname", "-v", "--lab"],
+     ["--lab", "run", "--node", "node1", "--", "uname", "-v", "--lab"]),
+    (["lab", "exec", "--", "picl", "--spec", "a.toml"],
+     ["lab", "exec", "--", "picl", "--spec", "a.toml"]),
+    (["--verbose", "plan", "--json"], ["--verbose", "plan", "--json"]),
+])
+def test_what_is_hoisted_and_what_stays(args: list[str], hoisted: list[str]) -> None:
+    assert hoist(args) == hoisted
+
+
+def test_a_global_option_after_the_command_is_used(repo: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run_picl("validate", "--spec", str(repo / "cluster.toml"), cwd=elsewhere)
+    assert result.code == 0, result.err
+    assert f"{repo / 'cluster.toml'}: valid" in result.out
+
+
+def test_a_global_option_without_its_value_is_a_usage_error() -> None:
+    result = run_picl("validate", "--spec")
+    assert result.code == 1
+    assert "Option '--spec' requires an argument." in result.err

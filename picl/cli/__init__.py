@@ -36,8 +36,38 @@ COMMANDS = {
 }
 
 
+# The options of the whole command line, accepted on either side of the command:
+# `picl validate --spec x.toml` is `picl --spec x.toml validate`.
+GLOBAL_FLAGS = frozenset({"--lab", "-v", "--verbose"})
+GLOBAL_VALUES = frozenset({"--spec", "--secrets"})
+
+
+def hoist(args: Sequence[str]) -> list[str]:
+    """The command line with its global options moved before the command (never from past `--`,
+    where the words belong to the command picl runs)."""
+    moved: list[str] = []
+    kept: list[str] = []
+    tokens = iter(args)
+    for token in tokens:
+        if token == "--":
+            kept += [token, *tokens]
+        elif token in GLOBAL_VALUES:
+            value = next(tokens, None)
+            if value is None:
+                raise click.UsageError(f"Option '{token}' requires an argument.")
+            moved += [token, value]
+        elif token in GLOBAL_FLAGS or token.partition("=")[0] in GLOBAL_VALUES:
+            moved.append(token)
+        else:
+            kept.append(token)
+    return moved + kept
+
+
 class Commands(click.Group):
     """The command group, in the order of the design's contract, loaded on use."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist(args))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -73,15 +103,16 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def cli(
     ctx: click.Context, spec: str | None, secrets: str | None, lab: bool, verbose: bool
 ) -> None:
-    """Keep a small cluster of Raspberry Pi (and other Debian) boards as cluster.toml says."""
+    """Keep a small cluster of Raspberry Pi (and other Debian) boards as cluster.toml says.
+
+    The options above go before or after the command: `picl validate --spec x.toml`.
+    """
     ctx.obj = Env.from_options(spec, secrets, lab, verbose)
     if lab and not os.environ.get("PICL_IN_LAB") and ctx.invoked_subcommand != "lab":
         from picl.lab import enter
 
         ctx.obj.quiet = True  # the command inside the lab loads the spec again, and warns
         enter(ctx.obj, sys.argv[1:])
-
-
 
 
 def _internal_error(exc: BaseException, verbose: bool) -> None:
