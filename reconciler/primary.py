@@ -16,7 +16,7 @@ from picl.deploy.connection import Connection
 from picl.errors import PiclError
 from picl.reconciler.paths import Paths
 from picl.reconciler.status import Cycle, Status, cycle_from_json
-from picl.spec import Cluster, Node
+from picl.spec import Node
 
 TIMEOUT = 30.0  # seconds for one look at the agent
 
@@ -54,10 +54,10 @@ def read_records(paths: Paths) -> str:
 class Agent:
     """The agent's files, wherever they are; `where` names it in messages."""
 
-    def __init__(self, paths: Paths, cluster: Cluster | None = None,
+    def __init__(self, paths: Paths, primary: Node | None = None,
                  connection: Connection | None = None):
         self.paths = paths
-        self.cluster = cluster  # None: on the primary itself
+        self.primary = primary  # None: on the primary itself
         self.connection = connection or Connection.from_environ()
 
     @classmethod
@@ -67,16 +67,16 @@ class Agent:
 
     @property
     def where(self) -> str:
-        return f"{self.cluster.primary.name}" if self.cluster else "this machine"
+        return self.primary.name if self.primary else "this machine"
 
     def run(self, script: str, what: str) -> str:
-        if self.cluster is None:
+        if self.primary is None:
             proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
                                   timeout=TIMEOUT, stdin=subprocess.DEVNULL)
             if proc.returncode != 0:
                 raise PiclError(f"{what} failed: {proc.stderr.strip() or proc.returncode}")
             return proc.stdout
-        return ssh(self.connection, self.cluster.primary, script, what)
+        return ssh(self.connection, self.primary, script, what)
 
     def _read(self) -> tuple[Any, Any]:
         text = self.run(read_records(self.paths), "reading the agent's status")

@@ -116,19 +116,26 @@ class Lab:
 
 def picl(
     *args: str,
-    spec: Path = SPEC,
+    spec: Path | None = SPEC,
     lab_name: str | None = None,
     check: bool = False,
     timeout: float = 600,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed picl CLI (the same interpreter as the tests) and capture its output."""
-    env = dict(os.environ, PICL_SPEC=str(spec))
+    """Run the installed picl CLI (the same interpreter as the tests) and capture its output.
+
+    `spec` None: picl's default, cluster.toml in `cwd`.
+    """
+    env = dict(os.environ)
+    for name in ("PICL_IN_LAB", "PICL_SPEC", "PICL_LAB_NAME"):
+        env.pop(name, None)
+    if spec:
+        env["PICL_SPEC"] = str(spec)
     if lab_name:
         env["PICL_LAB_NAME"] = lab_name
-    env.pop("PICL_IN_LAB", None)
     argv = [sys.executable, "-c", "from picl.cli import main; main()", *args]
     return subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=timeout, check=check
+        argv, env=env, capture_output=True, text=True, timeout=timeout, check=check, cwd=cwd
     )
 
 
@@ -149,7 +156,7 @@ def running_lab(
     from picl import lab as labs
     from picl.spec import load
 
-    labs.up(load(spec), name, cards=cards, uplink=uplink)
+    labs.up(load(spec), name, cards=cards, uplink=uplink, spec=spec)
     try:
         yield Lab(name=name, spec=spec)
     finally:

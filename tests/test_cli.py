@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -105,3 +106,21 @@ def test_a_global_option_without_its_value_is_a_usage_error() -> None:
     result = run_picl("validate", "--spec")
     assert result.code == 1
     assert "Option '--spec' requires an argument." in result.err
+
+
+# Lab commands that act on a lab which exists: a spec broken elsewhere, or no secrets.toml, is
+# none of their business. (No lab of this name exists: each says so, and only that.)
+LAB_COMMANDS = [("status",), ("exec", "--", "true"), ("ssh", "node0", "--", "true"),
+                ("kill", "node1"), ("start", "node1"), ("down",)]
+
+
+@pytest.mark.parametrize("command", LAB_COMMANDS, ids=" ".join)
+def test_lab_commands_need_the_lab_not_a_valid_spec_nor_secrets(command: tuple[str, ...],
+                                                                tmp_path: Path) -> None:
+    name = f"gone{os.getpid()}"
+    broken = spec_files.BASE.replace('name = "arrakis"', f'name = "{name}"').replace(
+        "uid = 1000", 'uid = "one"')
+    (tmp_path / "cluster.toml").write_text(broken)
+    result = run_picl("lab", *command, cwd=tmp_path)
+    assert "cluster.toml:" not in result.err and "warning" not in result.err, result.err
+    assert name in result.out + result.err

@@ -111,7 +111,6 @@ def cli(
     if lab and not os.environ.get("PICL_IN_LAB") and ctx.invoked_subcommand != "lab":
         from picl.lab import enter
 
-        ctx.obj.quiet = True  # the command inside the lab loads the spec again, and warns
         enter(ctx.obj, sys.argv[1:])
 
 

@@ -45,10 +45,11 @@ STATE_COLOUR = {"converged": "green", "drifted": "yellow", "applying": "cyan", "
 
 
 def _agent(env: Env) -> Agent:
+    """The agent here, on the primary; else the spec's primary's (the rest of the spec unread)."""
     paths = Paths.from_environ()
     if Agent.here(paths):
         return Agent(paths)
-    return Agent(paths, env.cluster)
+    return Agent(paths, env.primary)
 
 
 def clock(moment: float) -> str:

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 
+from picl.errors import PiclError
+
 if TYPE_CHECKING:
-    from picl.spec import Cluster
+    from picl.spec import Cluster, Node
 
 
 @dataclass
@@ -25,7 +27,6 @@ class Env:
     secrets_path: Path | None = None
     lab: bool = False
     verbose: bool = False
-    quiet: bool = False  # a process about to hand over to another that will warn itself
     # No emoji codes: ":100:" in a message or a file's diff is text, not a picture.
     out: Console = field(
         default_factory=lambda: Console(highlight=False, soft_wrap=True, emoji=False)
@@ -52,16 +53,49 @@ class Env:
 
         return self.secrets_path or self.spec_path.resolve().parent / SECRETS_FILE
 
+    # What a command reads of the spec is only what it uses: a spec broken elsewhere, or no
+    # secrets.toml, stops no command that does not need them.
+
     @cached_property
     def cluster(self) -> Cluster:
-        """The validated spec; raises SpecError listing every problem."""
+        """The validated spec with its secrets (plan, apply); raises SpecError listing every
+        problem."""
         from picl.spec import load
 
         return load(self.spec_path, self.secrets_path, warn=self.warn)
 
+    @cached_property
+    def spec(self) -> Cluster:
+        """The validated spec, secrets.toml left unread: for commands that use no secret."""
+        from picl.spec import load
+
+        return load(self.spec_path, with_secrets=False)
+
+    @cached_property
+    def primary(self) -> Node:
+        """The spec's primary node, read without validating the rest of the spec: where the
+        agent is. Inside a lab, a spec too broken to say falls back to the lab's record."""
+        from picl.spec import Node, primary_node
+
+        try:
+            return primary_node(self.spec_path)
+        except PiclError:
+            lab = os.environ.get("PICL_IN_LAB")
+            from picl.lab import Blueprint
+
+            built = Blueprint.load(lab) if lab else None
+            if built is None or not built.primary:
+                raise
+            node = built.node(built.primary)
+            return Node.model_validate({"name": node.name, "address": node.address})
+
+    def lab_name(self, name: str | None = None) -> str:
+        """The lab a command means: `name`, $PICL_LAB_NAME, or the one of this spec's cluster."""
+        from picl.lab import lab_of
+
+        return lab_of(self.spec_path, name)
+
     def warn(self, message: str) -> None:
-        if self.quiet:
-            return
         self.err.print(f"[yellow]warning:[/] {escape(message)}", markup=True)
 
 

@@ -60,7 +60,7 @@ def check_command(env: Env, as_json: bool) -> int:
     filesystem WARN 80%, FAIL 95%; five-minute load per core WARN 2, FAIL 8; clock offset
     WARN 0.1s, FAIL 1s or unsynchronised.
     """
-    cluster = env.cluster
+    cluster = env.spec
     with closing(check(cluster, Connection.from_environ())) as answers:
         found = {n.node: n for n in answers}
     nodes = [found[n.name] for n in cluster.nodes]

@@ -24,11 +24,6 @@ name_option = click.option(
 )
 
 
-def _name(env: Env, name: str | None) -> str:
-    """--name (or $PICL_LAB_NAME, through click), else the spec's cluster name."""
-    return labs.check_name(name) if name else labs.lab_name(env.cluster)
-
-
 class _Notices(logging.Handler):
     """The lab logs what a user should know (a limit raised, a power cut); show it on stderr."""
 
@@ -92,7 +87,8 @@ def up(
 ) -> ExitStatus:
     """Build and boot the lab (or mend it); returns once every node answers SSH."""
     cards = labs.Cards.parse(releases, arches)
-    status = labs.up(env.cluster, _name(env, name), warn=env.warn, timeout=timeout, cards=cards)
+    status = labs.up(env.spec, name, warn=env.warn, timeout=timeout, cards=cards,
+                     spec=env.spec_path)
     env.out.print(
         f"lab {status.name}: {len(status.nodes)} nodes up on {status.subnet} "
         f"(network namespace {status.namespace})"
@@ -117,7 +113,7 @@ def down(env: Env, name: str | None, everything: bool) -> ExitStatus:
         names = labs.down_all()
         env.out.print(f"removed: {', '.join(names)}" if names else "no lab was left")
         return ExitStatus.OK
-    lab_name = _name(env, name)
+    lab_name = env.lab_name(name)
     removed = labs.down(lab_name)
     env.out.print(f"lab {lab_name}: {'removed' if removed else 'there was none'}")
     return ExitStatus.OK
@@ -131,7 +127,7 @@ def status(env: Env, name: str | None, as_json: bool) -> ExitStatus:
     """Per node: address, release and architecture, running, answering SSH.
 
     Exit 1 unless every node answers."""
-    lab_name = _name(env, name)
+    lab_name = env.lab_name(name)
     state = labs.status(lab_name)
     healthy = bool(state and state.up and all(n.running and n.ssh for n in state.nodes))
     if as_json:
@@ -160,7 +156,7 @@ def status(env: Env, name: str | None, as_json: bool) -> ExitStatus:
 @click.pass_obj
 def ssh(env: Env, name: str | None, node: str, command: tuple[str, ...]) -> int:
     """SSH to NODE as root (host key checked), or run COMMAND there: ssh NODE -- CMD..."""
-    argv = labs.ssh_argv(_name(env, name), node, list(command), interactive=not command)
+    argv = labs.ssh_argv(env.lab_name(name), node, list(command), interactive=not command)
     return subprocess.call(argv)
 
 
@@ -170,7 +166,7 @@ def ssh(env: Env, name: str | None, node: str, command: tuple[str, ...]) -> int:
 @click.pass_obj
 def exec_(env: Env, name: str | None, command: tuple[str, ...]) -> int:
     """Run COMMAND inside the lab's network, where `ssh ADDRESS` reaches any node: exec -- CMD..."""
-    argv, environment = labs.exec_argv(_name(env, name), list(command))
+    argv, environment = labs.exec_argv(env.lab_name(name), list(command))
     try:
         return subprocess.call(argv, env=environment)
     except FileNotFoundError as exc:
@@ -184,7 +180,7 @@ def exec_(env: Env, name: str | None, command: tuple[str, ...]) -> int:
 @_with_notices
 def kill(env: Env, name: str | None, node: str) -> ExitStatus:
     """Cut NODE's power: no shutdown; its disk stays as it is."""
-    cut = labs.kill(_name(env, name), node)
+    cut = labs.kill(env.lab_name(name), node)
     env.out.print(f"{node}: {'power cut' if cut else 'already off'}")
     return ExitStatus.OK
 
@@ -197,6 +193,6 @@ def kill(env: Env, name: str | None, node: str) -> ExitStatus:
 @_with_notices
 def start(env: Env, name: str | None, node: str, timeout: float | None) -> ExitStatus:
     """Boot NODE again with its disk as it was; returns once it answers SSH."""
-    booted = labs.start(_name(env, name), node, timeout=timeout)
+    booted = labs.start(env.lab_name(name), node, timeout=timeout)
     env.out.print(f"{node}: {'booted' if booted else 'already on'}, answers SSH")
     return ExitStatus.OK

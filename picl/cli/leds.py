@@ -71,7 +71,7 @@ def _brightness(env: Env, given: float | None) -> float:
     if given is not None:
         return given
     # Without a spec (a bare board, a laptop), the spec's own default applies.
-    return env.cluster.leds.brightness if env.spec_path.exists() else Leds().brightness
+    return env.spec.leds.brightness if env.spec_path.exists() else Leds().brightness
 
 
 def _on_node(env: Env, node: str, python: str) -> int:
@@ -81,7 +81,7 @@ def _on_node(env: Env, node: str, python: str) -> int:
 
     from picl.deploy.connection import Connection
 
-    cluster = env.cluster
+    cluster = env.spec
     try:
         address = str(cluster.node(node).address)
     except KeyError:
@@ -151,7 +151,7 @@ def show(
         raise PiclError("leds show: name states or --follow a state file, not both")
     level = _brightness(env, brightness)
     if not states and not state_file:
-        target = node or env.cluster.cluster.primary
+        target = node or env.spec.cluster.primary
         args = ["--mode", "status", "--backend", backend, "--brightness", f"{level:g}"]
         args += ["--frames", str(frames)] if frames else []
         return _on_node(env, target, f"from leds.service import main; main({args!r})")

@@ -90,11 +90,11 @@ def reboot_command(env: Env, nodes: tuple[str, ...], yes: bool) -> int:
     boot; one that is not back within 5 minutes is a failure.
     """
     targets = selected_nodes(env, nodes)
-    workers, primary = split(env.cluster, targets)
+    workers, primary = split(env.spec, targets)
     order = names(workers) + (f", then {primary[0].name}" if workers and primary else
                               primary[0].name if primary else "")
     confirm(f"Reboot {order}?", yes, "reboot")
-    events = follow(env, reboot(env.cluster, targets, Connection.from_environ()))
+    events = follow(env, reboot(env.spec, targets, Connection.from_environ()))
     back = [e for e in events if e.what == "back"]
     failed = [e for e in events if e.failed]
     env.out.print(f"Reboot: {len(back)} back, {len(failed)} failed")
@@ -111,7 +111,7 @@ def shutdown_command(env: Env, yes: bool) -> int:
     container has exited). If a worker cannot be powered off, or does not halt within 3
     minutes, the primary is left running. Cut the power only once it says all nodes are off.
     """
-    cluster = env.cluster
+    cluster = env.spec
     workers, primary = split(cluster, list(cluster.nodes))
     confirm(f"Power off {names(workers)}, then {primary[0].name}?" if workers else
             f"Power off {primary[0].name}?", yes, "shutdown")

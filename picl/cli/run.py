@@ -21,7 +21,7 @@ node_option = click.option("--node", "nodes", multiple=True, metavar="N",
 
 def selected_nodes(env: Env, names: tuple[str, ...]) -> list[Node]:
     """The spec's nodes named by --node (all of them without it), in spec order."""
-    cluster = env.cluster
+    cluster = env.spec
     known = [n.name for n in cluster.nodes]
     for name in names:
         if name not in known:
@@ -74,7 +74,7 @@ def run_command(
     text = " ".join(command)
     replies: list[Reply] = []
     width = max(len(n.name) for n in targets)
-    with closing(run(env.cluster, targets, text, Connection.from_environ(), timeout)) as answers:
+    with closing(run(env.spec, targets, text, Connection.from_environ(), timeout)) as answers:
         for reply in answers:
             replies.append(reply)
             if not as_json:
@@ -83,7 +83,7 @@ def run_command(
     replies.sort(key=lambda r: order.index(r.node))
     failed = [r.node for r in replies if not r.ok]
     if as_json:
-        user = cluster_user(env.cluster)
+        user = cluster_user(env.spec)
         click.echo(json.dumps({
             "command": text, "user": user.name if user else None, "ok": not failed,
             "nodes": [reply_document(r) for r in replies],

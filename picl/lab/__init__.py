@@ -41,6 +41,7 @@ from picl.lab.blueprint import (
     Blueprint,
     Flash,
     NodeBlueprint,
+    built_from,
     check_name,
     design,
     lab_names,
@@ -64,6 +65,7 @@ __all__ = [
     "find",
     "kill",
     "lab_name",
+    "lab_of",
     "labs_on_host",
     "ssh_argv",
     "start",
@@ -178,9 +180,31 @@ def _per_node(
     return every, per_node
 
 
+def lab_of(spec: Path, name: str | None = None) -> str:
+    """The lab a command means: the one named, else $PICL_LAB_NAME, else the spec's cluster's.
+
+    Only `[cluster] name` is read of the spec; a spec too broken for that still finds the lab
+    that was built from that file.
+    """
+    given = name or os.environ.get(NAME_ENV)
+    if given:
+        return check_name(given)
+    from picl.spec import cluster_name
+
+    try:
+        return check_name(cluster_name(spec))
+    except PiclError as exc:
+        built = built_from(spec)
+        if len(built) == 1:
+            return built[0]
+        raise PiclError("\n".join([*exc.lines(), f"{spec}: cannot tell which lab it is: "
+                                    "give --name NAME (or PICL_LAB_NAME)"])) from None
+
+
 def _design(
     cluster: Cluster, name: str, cards: Cards, built: Blueprint | None, warn: host.Warn,
     uplink: bool = False,
+    spec: Path | None = None,
 ) -> Blueprint:
     """The lab to build, its images built (or found in the cache) first."""
     chosen = cards.choose([n.name for n in cluster.nodes], built)
@@ -200,6 +224,8 @@ def _design(
         flashed,
         imager.first_user(list(cluster.users)),
         uplink,
+        spec=str(spec.resolve()) if spec else "",
+        primary=cluster.cluster.primary,
     )
 
 
@@ -210,6 +236,7 @@ def up(
     timeout: float | None = None,
     cards: Cards | None = None,
     uplink: bool = False,
+    spec: Path | None = None,
 ) -> LabStatus:
     """Bring the lab of this spec up, or mend it: returns once every node answers SSH.
 
@@ -217,12 +244,13 @@ def up(
     is made, nodes no longer in the spec are removed. A node asked for with another release or
     architecture than it has is flashed again: its disk starts anew. `uplink`: the nodes get a
     second, non-cluster interface, like a Wi-Fi with client isolation (see lab.blueprint).
+    `spec`: the file the spec was read from.
     """
     host.preflight()
     name = lab_name(cluster, name)
     with _locked(name):
         built = Blueprint.load(name)
-        lab = _design(cluster, name, cards or Cards(), built, warn, uplink)
+        lab = _design(cluster, name, cards or Cards(), built, warn, uplink, spec)
         if built:
             _check_same_network(built, lab)
             lab = replace(lab, first_user=built.first_user or lab.first_user)
@@ -419,7 +447,7 @@ def enter(env: Env, argv: Sequence[str]) -> NoReturn:
     picl's SSH layer uses), PICL_SSH_CONFIG, and `ssh`/`scp` on PATH set up for the lab.
     """
     host.preflight(("nsenter",))
-    lab = find(os.environ.get(NAME_ENV) or env.cluster.cluster.name)
+    lab = find(env.lab_name())
     program = [sys.executable, "-c", "import sys; from picl.cli import main; main()"]
     argv_in = ssh.in_network(lab, [*program, *argv])
     sys.stdout.flush()

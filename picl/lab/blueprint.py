@@ -127,6 +127,10 @@ class Blueprint:
     nodes: tuple[NodeBlueprint, ...]
     uplink: bool = False
     """Whether the nodes have a second, non-cluster interface (see UPLINK_SUBNET)."""
+    spec: str = ""
+    """The spec file it was built from (absolute): finds the lab when that spec is broken."""
+    primary: str = ""
+    """The spec's primary node, as built."""
 
     @property
     def dir(self) -> Path:
@@ -213,6 +217,8 @@ def design(
     flashed: Mapping[str, Flash],
     first_user: str,
     uplink: bool = False,
+    spec: str = "",
+    primary: str = "",
 ) -> Blueprint:
     """Lab `name` for a spec's network and nodes, each with what is on its card (`flashed`, by
     node name); a PiclError if the lab cannot build them."""
@@ -254,7 +260,15 @@ def design(
             )
             for i, n in enumerate(nodes)
         ),
+        spec=spec,
+        primary=primary,
     )
+
+
+def built_from(spec: Path) -> list[str]:
+    """The labs on this machine built from this spec file."""
+    return [name for name in lab_names()
+            if (lab := Blueprint.load(name)) and lab.spec == str(spec.resolve())]
 
 
 def lab_names() -> list[str]:

@@ -1,6 +1,6 @@
 """The spec: cluster.toml as validated models. Imports nothing else of picl but its errors."""
 
-from picl.spec.loader import SECRETS_FILE, load, load_secrets
+from picl.spec.loader import SECRETS_FILE, cluster_name, load, load_secrets, primary_node
 from picl.spec.models import (
     Agent,
     Cluster,
@@ -36,6 +36,8 @@ __all__ = [
     "Time",
     "User",
     "Wifi",
+    "cluster_name",
     "load",
     "load_secrets",
+    "primary_node",
 ]

@@ -17,7 +17,7 @@ from picl.errors import PiclError, Problem, SpecError
 from picl.spec.checks import control_character
 from picl.spec.consistency import did_you_mean, findings
 from picl.spec.locate import MAX_DEPTH, Loc, Positions, format_loc, positions
-from picl.spec.models import SELECTION_TAGS, Cluster
+from picl.spec.models import SELECTION_TAGS, Cluster, Node
 from picl.spec.secrets import SECRETS_FILE, check_private
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$|\s*\(at end of document\)$")
@@ -157,8 +157,12 @@ def load(
     path: Path,
     secrets_path: Path | None = None,
     warn: Callable[[str], None] | None = None,
+    with_secrets: bool = True,
 ) -> Cluster:
-    """Read and validate a spec; raise SpecError with every problem, sorted by line."""
+    """Read and validate a spec; raise SpecError with every problem, sorted by line.
+
+    Without `with_secrets`, secrets.toml is not read: for commands that use no secret.
+    """
     path = Path(path)
     data, where = _parse(path, _text(path))
     file = str(path)
@@ -172,9 +176,10 @@ def load(
         problems.append(Problem(file, *where.of(loc), format_loc(loc), message))
 
     secrets_file = secrets_path or path.parent / SECRETS_FILE
-    secrets = load_secrets(secrets_file, warn) if secrets_file.exists() else {}
+    read = with_secrets and secrets_file.exists()
+    secrets = load_secrets(secrets_file, warn) if read else {}
     # A missing secret is the same with or without a secrets file: what needs it is left alone.
-    for loc, name in _secret_refs(data):
+    for loc, name in _secret_refs(data) if with_secrets else ():
         if name not in secrets:
             if warn:
                 warn(str(Problem(file, *where.of(loc), format_loc(loc),
@@ -192,3 +197,46 @@ def load(
         raise SpecError(problems)
     cluster._secrets = secrets
     return cluster
+
+
+# What commands that only find the cluster read: a spec broken elsewhere must not stop them
+# (`picl --lab status` while the agent stalls on that very spec).
+
+
+def _string_at(path: Path, where: Positions, data: dict[str, Any], loc: Loc) -> str:
+    """The string at `loc`; a located SpecError when it is missing or not a string."""
+    value: Any = data
+    for part in loc:
+        value = value.get(part) if isinstance(value, dict) else None
+    if isinstance(value, str) and value:
+        return value
+    message = "missing required key" if value is None else "must be a non-empty string"
+    raise SpecError([Problem(str(path), *where.of(loc), format_loc(loc), message)])
+
+
+def cluster_name(path: Path) -> str:
+    """The spec's `[cluster] name`, read without validating the rest (what names its lab)."""
+    data, where = _parse(path, _text(path))
+    return _string_at(path, where, data, ("cluster", "name"))
+
+
+def primary_node(path: Path) -> Node:
+    """The spec's primary node (its name and address), read without validating the rest: where
+    the agent and its status are."""
+    data, where = _parse(path, _text(path))
+    primary = _string_at(path, where, data, ("cluster", "primary"))
+    nodes = data.get("nodes")
+    for index, table in enumerate(nodes if isinstance(nodes, list) else []):
+        if isinstance(table, dict) and table.get("name") == primary:
+            try:
+                return Node.model_validate({k: table[k] for k in ("name", "address") if k in table})
+            except ValidationError as exc:
+                problems = []
+                for error in exc.errors():
+                    loc = ("nodes", index, *error["loc"])
+                    problems.append(Problem(str(path), *where.of(loc), format_loc(loc),
+                                            _message(error, loc)))
+                raise SpecError(problems) from None
+    loc = ("cluster", "primary")
+    raise SpecError([Problem(str(path), *where.of(loc), format_loc(loc),
+                             f"no node named {primary!r} in [[nodes]]")])

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pytest
 
 from picl.errors import PiclError
-from picl.lab import host
+from picl.lab import blueprint, host, lab_of
 from picl.lab.blueprint import Flash, design, lab_address
 
 # Every node of these labs has the same card.
@@ -101,3 +103,54 @@ def test_preflight_says_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(host.shutil, "which", lambda tool: None if tool != "ip" else "/bin/ip")
     with pytest.raises(PiclError, match="apt-get install .*debootstrap.*systemd-container"):
         host.preflight()
+
+
+@pytest.fixture
+def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A lab `side` built from tmp_path/cluster.toml, its state in tmp_path/state."""
+    monkeypatch.setattr(blueprint, "STATE", tmp_path / "state")
+    monkeypatch.delenv("PICL_LAB_NAME", raising=False)
+    spec = tmp_path / "cluster.toml"
+    design("side", "arrakis", NET, "eth0", THREE, CARDS, "pi", spec=str(spec),
+           primary="node0").save()
+    return spec
+
+
+# (what cluster.toml holds, --name, $PICL_LAB_NAME, the lab meant or the error's words)
+WHICH_LAB = {
+    "named": ('[cluster]\nname = "arrakis"\n', "other", None, "other"),
+    "from the environment": ('[cluster]\nname = "arrakis"\n', None, "envlab", "envlab"),
+    "the spec's cluster": ('[cluster]\nname = "arrakis"\nuid = "broken"\n', None, None,
+                           "arrakis"),
+    "not TOML: the lab built from it": ('[cluster\nname = "arrakis"\n', None, None, "side"),
+    "no cluster name: the lab built from it": ("[cluster]\n", None, None, "side"),
+}
+
+
+@pytest.mark.parametrize(("text", "name", "environ", "meant"), WHICH_LAB.values(),
+                         ids=WHICH_LAB.keys())
+def test_which_lab_a_command_means(built: Path, monkeypatch: pytest.MonkeyPatch, text: str,
+                                   name: str | None, environ: str | None, meant: str) -> None:
+    built.write_text(text)
+    if environ:
+        monkeypatch.setenv("PICL_LAB_NAME", environ)
+    assert lab_of(built, name) == meant
+
+
+def test_a_broken_spec_no_lab_was_built_from_asks_for_a_name(built: Path,
+                                                              tmp_path: Path) -> None:
+    other = tmp_path / "other.toml"
+    other.write_text("[cluster\n")
+    with pytest.raises(PiclError) as raised:
+        lab_of(other)
+    assert raised.value.lines()[0].startswith(f"{other}:1:9: invalid TOML")
+    assert "give --name NAME (or PICL_LAB_NAME)" in raised.value.lines()[0]
+
+
+def test_a_blueprint_of_before_it_recorded_its_spec_still_loads(built: Path) -> None:
+    manifest = blueprint.Blueprint.load("side")
+    assert manifest is not None and manifest.primary == "node0"
+    data = json.loads(manifest.manifest.read_text())
+    del data["spec"], data["primary"]
+    manifest.manifest.write_text(json.dumps(data))
+    assert blueprint.Blueprint.load("side") == replace(manifest, spec="", primary="")

@@ -24,7 +24,7 @@ import pytest
 
 from picl.deploy.commands import apt_install
 from picl.reconciler.leds.frames import PATTERNS
-from tests.conftest import SPEC, Lab, running_lab, session_lab_name
+from tests.conftest import SPEC, Lab, picl, running_lab, session_lab_name
 from tests.reconciler.conftest import keygen
 
 pytestmark = pytest.mark.lab
@@ -82,6 +82,10 @@ class Cluster:
 
     def picl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.lab.picl("--secrets", str(self.secrets), "--lab", *args)
+
+    def in_repo(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """picl as typed in the clone: its cluster.toml, no secrets.toml beside it."""
+        return picl(*args, spec=None, lab_name=self.lab.name, cwd=self.repo)
 
     def status(self) -> dict[str, Any]:
         result = self.picl("status", "--json")
@@ -175,7 +179,12 @@ def test_an_invalid_spec_stalls_and_the_next_good_commit_recovers(cluster: Clust
     applied = cluster.status()["revision"]["applied"]
     bad = cluster.commit(lab_spec(shell="/bin/bash").replace("uid = 1000", 'uid = "one"'),
                          "a typo")
-    cluster.push()
+    # Pushed and watched from the clone holding the bad spec: lab commands need the lab, and
+    # status the primary's record, not a valid spec, nor secrets.
+    pushed = cluster.in_repo("lab", "exec", "--", "git", "push", "-q", URL, "HEAD:main")
+    assert (pushed.returncode, pushed.stderr) == (0, "")
+    shown = cluster.in_repo("--lab", "status")
+    assert (shown.returncode, shown.stderr) == (0, ""), shown.stderr
     status = cluster.wait("stalled", lambda s: s["revision"]["observed"] == bad
                           and s["state"] == "stalled")
     stalled, reason, message = condition(status, "Stalled")
@@ -187,6 +196,22 @@ def test_an_invalid_spec_stalls_and_the_next_good_commit_recovers(cluster: Clust
     cluster.push()
     cluster.applied(good)
     assert shells(cluster) == {"/bin/bash"}
+
+
+def test_a_spec_that_is_not_toml_still_finds_its_lab_and_its_agent(cluster: Cluster,
+                                                                   first: str) -> None:
+    spec = cluster.lab.spec
+    kept = spec.read_text()
+    spec.write_text(kept.replace('name = "arrakis"', 'name = "arrakis'))
+    try:
+        # No lab name given: the lab is the one built from this file, the primary its record.
+        ran = picl("lab", "exec", "--", "true", spec=spec)
+        assert (ran.returncode, ran.stderr) == (0, "")
+        shown = picl("--lab", "status", "--json", spec=spec)
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["where"] == "node0"
+    finally:
+        spec.write_text(kept)
 
 
 def test_only_signed_commits_apply_once_signed_by_is_set(cluster: Cluster, first: str) -> None:
