@@ -217,17 +217,28 @@ def install(env: Env) -> int:
 
 @agent.command()
 def run() -> int:
-    """Run the agent (what its unit runs on the primary): logs go to stderr, the journal."""
+    """Run the agent (what its unit runs on the primary): logs go to stderr, the journal.
+
+    Only where `picl agent install` installed it: anywhere else it refuses and says what to run.
+    """
     from picl.deploy.connection import Connection
     from picl.reconciler.agent import run as run_agent
     from picl.reconciler.loop import Settings
     from picl.reconciler.source import upstream_ssh
 
+    paths = Paths.from_environ()
+    if os.environ.get("PICL_IN_LAB"):
+        raise PiclError("agent run: the agent runs on the lab's primary, not here: install it "
+                        "there with `picl --lab agent install`, then `picl --lab status`")
+    if not paths.unit.is_file():
+        raise PiclError(f"agent run: no agent was installed on this machine ({paths.unit} is "
+                        f"missing); it is what {UNIT_NAME} runs on the primary: install it with "
+                        "`picl agent install` from your machine, then `picl status`")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("watchdog", "git", "paramiko", "pyinfra"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    paths, connection = Paths.from_environ(), Connection.from_environ()
+    connection = Connection.from_environ()
     # The upstream is fetched with the agent's key (add it there as a read-only deploy key).
     settings = Settings(branch=os.environ.get("PICL_AGENT_BRANCH", "main"),
                         led_backend=os.environ.get("PICL_LED_BACKEND", "blinkt"),

@@ -23,9 +23,9 @@ A = "0123456789ab" + "c" * 28
 T0 = 1_800_000_000.0
 
 
-def picl(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def picl(root: Path, *args: str, **environ: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PICL_")}
-    env["PICL_AGENT_ROOT"] = str(root)
+    env.update(environ, PICL_AGENT_ROOT=str(root))
     return subprocess.run([sys.executable, "-c", "from picl.cli import main; main()", *args],
                           env=env, cwd=root, capture_output=True, text=True, timeout=60)
 
@@ -86,3 +86,17 @@ def test_no_agent_anywhere(tmp_path: Path) -> None:
     result = picl(tmp_path, "status")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("lab", "says"), [
+    (False, "no agent was installed on this machine"),
+    (True, "install it there with `picl --lab agent install`, then `picl --lab status`"),
+])
+def test_agent_run_refuses_where_no_agent_was_installed(tmp_path: Path, lab: bool,
+                                                        says: str) -> None:
+    # Inside a lab (PICL_IN_LAB) as `picl --lab agent run` gets there.
+    environ = {"PICL_IN_LAB": "x"} if lab else {}
+    result = picl(tmp_path, *(["--lab"] * lab), "agent", "run", **environ)
+    assert result.returncode == 1
+    assert says in result.stderr
+    assert not (tmp_path / "var").exists()  # no status, no checkout written here
