@@ -76,13 +76,15 @@ def unit(paths: Paths) -> str:
 
 
 def environment(paths: Paths, cluster: Cluster, led_backend: str) -> str:
-    """The agent's settings: how it reaches the nodes, the branch it follows."""
+    """The agent's settings: how it reaches the nodes, the branch it follows, the cluster's name
+    (its status says it before any push)."""
     return "".join(f"{key}={value}\n" for key, value in {
         "PICL_SSH_KEY": paths.key,
         "PICL_KNOWN_HOSTS": paths.known_hosts,
         "PICL_SSH_USER": "root",
         "PICL_AGENT_BRANCH": cluster.agent.branch,
         "PICL_LED_BACKEND": led_backend,
+        "PICL_CLUSTER": cluster.cluster.name,
     }.items())
 
 

@@ -47,6 +47,7 @@ class Settings:
     branch: str = "main"
     led_backend: str = "blinkt"
     ssh_command: str = "ssh"  # for the upstream
+    cluster: str = ""  # the name of the cluster it was installed for, until a spec says
 
 
 class Reconciler:
@@ -61,7 +62,9 @@ class Reconciler:
         self.clock = clock
         self.draw = draw
         self.store = Store(paths)
-        self.status = replace(self.store.status(), branch=settings.branch)
+        stored = self.store.status()
+        self.status = replace(stored, branch=settings.branch,
+                              cluster=stored.cluster or settings.cluster)
         self.last_seen = self.status.updated or None  # the agent's last word before this start
         self.upstream_error = ""
         self.source = Source(paths.repository, paths.checkout, settings.branch,
@@ -106,15 +109,19 @@ class Reconciler:
         self.boot_ids.update(boots)
 
     def started(self, boot_id: str) -> str:
-        """The agent (re)started: close a cycle a crash left open; "boot" or "start"."""
+        """The agent (re)started: close a cycle a crash left open; the first cycle's trigger:
+        "install" (never ran before), "boot" (first since a boot) or "start"."""
         now = self.clock()
         status = self.status
         if status.cycle and status.cycle.finished is None:
             status = st.retrying(status, "Interrupted", "the agent stopped during a cycle", now,
                                  now, outcome="interrupted")
+        never_started = not status.agent_boot and status.cycle is None
         first_since_boot = status.agent_boot != boot_id
         self.record(replace(status, agent_boot=boot_id))
         self._remember()
+        if never_started:
+            return "install"
         return "boot" if first_since_boot else "start"
 
     def _remember(self) -> None:

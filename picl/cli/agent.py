@@ -242,7 +242,8 @@ def run() -> int:
     # The upstream is fetched with the agent's key (add it there as a read-only deploy key).
     settings = Settings(branch=os.environ.get("PICL_AGENT_BRANCH", "main"),
                         led_backend=os.environ.get("PICL_LED_BACKEND", "blinkt"),
-                        ssh_command=upstream_ssh(paths.upstream_known_hosts, connection.key))
+                        ssh_command=upstream_ssh(paths.upstream_known_hosts, connection.key),
+                        cluster=os.environ.get("PICL_CLUSTER", ""))
     run_agent(paths, connection, settings)
     return ExitStatus.OK
 

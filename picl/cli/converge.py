@@ -114,8 +114,9 @@ def change_document(change: Change) -> dict[str, Any]:
     }
 
 
-def plan_document(plan: Plan) -> dict[str, Any]:
-    """The plan as JSON: `nodes[]` of {node, error, changes[]}, `summary`, `warnings`."""
+def plan_document(plan: Plan, warnings: list[str]) -> dict[str, Any]:
+    """The plan as JSON: `nodes[]` of {node, error, changes[]}, `summary`, `warnings` (every
+    warning the command gave, as on stderr)."""
     return {
         "nodes": [
             {"node": n.node, "error": n.error,
@@ -124,7 +125,19 @@ def plan_document(plan: Plan) -> dict[str, Any]:
         ],
         "summary": {**plan.summary(), "nodes": len(plan.nodes),
                     "unreachable": len(plan.failed)},
-        "warnings": plan.warnings,
+        "warnings": warnings,
+    }
+
+
+def apply_document(plan: Plan, outcomes: list[Outcome], warnings: list[str]) -> dict[str, Any]:
+    """What apply did as JSON: the plan's document and `applied[]`, one entry per node."""
+    return {
+        **plan_document(plan, warnings),
+        "applied": [
+            {"node": o.node, "ok": o.ok, "error": o.error or None, "rolled_back": o.rolled_back,
+             "seconds": round(o.seconds, 2)}
+            for o in outcomes
+        ],
     }
 
 
@@ -165,9 +178,13 @@ def show_node(env: Env, node: NodePlan) -> None:
                 out.print(f"[{style}]{text}[/]" if style else text)
 
 
-def show_plan(env: Env, plan: Plan) -> None:
+def warn(env: Env, plan: Plan) -> None:
+    """The plan's warnings, on stderr whatever the output (and with --json, in it too)."""
     for warning in plan.warnings:
         env.warn(warning)
+
+
+def show_plan(env: Env, plan: Plan) -> None:
     for node in plan.nodes:
         show_node(env, node)
     env.out.print(summary_line(plan) if plan.changes or plan.failed else
@@ -184,13 +201,16 @@ def plan(env: Env, nodes: tuple[str, ...], as_json: bool, detailed_exitcode: boo
     """Show what apply would change on each node, and why.
 
     A plan changes nothing, so it takes no lock: it runs while an apply or the agent's
-    cycle converges, and shows the nodes as they are at that moment.
+    cycle converges, and shows the nodes as they are at that moment. Warnings (a GitHub user's
+    keys from the cache, no secrets file) go to stderr, and with --json into the document's
+    `warnings` too.
     """
     from picl.deploy.converge import make_plan
 
     result = make_plan(target(env, nodes))
+    warn(env, result)
     if as_json:
-        click.echo(json.dumps(plan_document(result), indent=2, default=str))
+        click.echo(json.dumps(plan_document(result, env.warnings), indent=2, default=str))
     else:
         show_plan(env, result)
     if result.failed or result.blocked:
@@ -234,6 +254,8 @@ def apply(env: Env, nodes: tuple[str, ...], yes: bool, as_json: bool, wait: int)
     cluster: while the agent's cycle or another apply converges it, apply waits up to
     --lock-timeout, then fails naming who holds the lock (what, pid, host, since when,
     which revision).
+
+    Warnings go to stderr, and with --json into the document's `warnings` too, as for plan.
     """
     from picl.deploy.converge import apply_plan, generate_secrets, make_plan
 
@@ -252,6 +274,7 @@ def apply(env: Env, nodes: tuple[str, ...], yes: bool, as_json: bool, wait: int)
         generated = generate_secrets(run)
         result = make_plan(run)
         result.warnings[:0] = generated
+        warn(env, result)
         if not as_json:
             show_plan(env, result)
         outcomes: list[Outcome] = []
@@ -263,13 +286,8 @@ def apply(env: Env, nodes: tuple[str, ...], yes: bool, as_json: bool, wait: int)
                     _report(env, outcome, result)
     failed = [o for o in outcomes if not o.ok]
     if as_json:
-        document = plan_document(result)
-        document["applied"] = [
-            {"node": o.node, "ok": o.ok, "error": o.error or None, "rolled_back": o.rolled_back,
-             "seconds": round(o.seconds, 2)}
-            for o in outcomes
-        ]
-        click.echo(json.dumps(document, indent=2, default=str))
+        click.echo(json.dumps(apply_document(result, outcomes, env.warnings), indent=2,
+                              default=str))
     elif result.changes:
         done = len(outcomes) - len(failed)
         env.out.print(f"Apply: {done} node{'s' * (done != 1)} converged, {len(failed)} failed"

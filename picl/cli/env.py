@@ -34,6 +34,7 @@ class Env:
     err: Console = field(
         default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
     )
+    warnings: list[str] = field(default_factory=list)  # every warning given, in order
 
     @classmethod
     def from_options(cls, spec: str | None, secrets: str | None, lab: bool, verbose: bool) -> Env:
@@ -96,6 +97,8 @@ class Env:
         return lab_of(self.spec_path, name)
 
     def warn(self, message: str) -> None:
+        """A warning, on stderr; kept, for a --json document to list too."""
+        self.warnings.append(message)
         self.err.print(f"[yellow]warning:[/] {escape(message)}", markup=True)
 
 

@@ -133,7 +133,8 @@ def leds() -> None:
 @leds.command(epilog=f"Patterns, the same on every strip:\n\n{_patterns()}")
 @click.argument("states", nargs=-1, type=click.Choice(STATES), metavar="[STATE]...")
 @click.option(
-    "--follow", "state_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+    "--follow", "state_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="FILE",
     help=f"Follow a state file as a node's LED service does (on a node: {STATE_FILE}).",
 )
 @strip_options

@@ -56,9 +56,14 @@ TERMINAL_RESET = "\x1b[0m"
 
 
 def terminal_pixel(pixel: tuple[int, int, int, float]) -> str:
-    """One pixel as two true-colour (24-bit ANSI) full blocks, or a grey shade when dark."""
+    """One pixel as two true-colour (24-bit ANSI) full blocks, as bright as it looks on a strip,
+    or a grey shade when dark."""
     r, g, b, brightness = pixel
-    if brightness <= 0 or not (r or g or b):
+    # The eye sees a light as about the cube root of its power (Stevens' power law): a strip at
+    # 10% looks about half as bright as at full, not a tenth, and still plainly coloured.
+    seen = max(brightness, 0.0) ** (1 / 3)
+    r, g, b = (round(c * seen) for c in (r, g, b))
+    if not (r or g or b):
         return TERMINAL_DARK
     return f"\x1b[38;2;{r};{g};{b}m\u2588\u2588"
 
@@ -71,9 +76,10 @@ def terminal_line(frame: Frame) -> str:
 class TerminalStrip:
     """The strip drawn in a terminal, so a person without one sees exactly what it would show.
 
-    Colours are drawn at full intensity: the spec's brightness (10% by default) would leave a
-    terminal unreadable, and a strip at 10% still shows its colours plainly. On a terminal the
-    line is redrawn in place (`live`); into a pipe or a log, each frame is a line of its own.
+    Colours are drawn as bright as they look on a strip: the spec's brightness (10% by default)
+    taken literally would leave a terminal unreadable, where a strip at 10% still shows its
+    colours plainly. On a terminal the line is redrawn in place (`live`); into a pipe or a log,
+    each frame is a line of its own.
     """
 
     def __init__(self, stream: TextIO | None = None, live: bool | None = None):

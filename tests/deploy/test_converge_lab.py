@@ -34,6 +34,7 @@ class Cluster:
 
     def __init__(self, lab: Lab, root: Path):
         self.lab = lab
+        self.root = root
         self.spec = root / "cluster.toml"
         self.spec.write_text(SPEC.read_text() + f'\n[[files]]\npath = "/etc/motd"\n'
                              f'content = "{MOTD.strip()}\\n"\nmode = "0644"\n')
@@ -98,6 +99,21 @@ def test_a_second_apply_changes_nothing(cluster: Cluster) -> None:
     result = cluster.picl("apply", "--yes")
     assert result.returncode == 0, result.stderr
     assert "No changes" in result.stdout and "converged" not in result.stdout
+
+
+def test_warnings_go_to_stderr_and_into_the_json_alike(cluster: Cluster) -> None:
+    keys = cluster.root / "github" / "flucifredi.keys"
+    keys.rename(keys.with_suffix(".gone"))  # unreachable: the cache stands in, with a warning
+    try:
+        for command in (("plan", "--json"), ("apply", "--yes", "--json")):
+            result = cluster.picl(*command)
+            assert result.returncode == 0, result.stderr
+            warned = [line.removeprefix("warning: ") for line in result.stderr.splitlines()
+                      if line.startswith("warning: ")]
+            assert warned == json.loads(result.stdout)["warnings"]
+            assert any(w.startswith("gh:flucifredi: cannot fetch keys") for w in warned)
+    finally:
+        keys.with_suffix(".gone").rename(keys)
 
 
 def test_stock_user_was_adopted_with_its_files(cluster: Cluster) -> None:

@@ -145,7 +145,10 @@ def cluster(lab_host: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 @pytest.fixture(scope="module")
 def first(cluster: Cluster) -> str:
     """The first push, converged: the cluster as the spec says."""
-    cluster.wait("waiting for a first push", lambda s: condition(s, "Ready")[1] == "NoRevision")
+    waiting = cluster.wait("waiting for a first push",
+                           lambda s: condition(s, "Ready")[1] == "NoRevision")
+    assert waiting["cluster"] == "arrakis"  # named from the spec installed, before any push
+    assert [c["trigger"] for c in cluster.history()] == ["install"]
     sha = cluster.commit(lab_spec(), "the reference cluster")
     cluster.push()
     cluster.applied(sha)

@@ -102,6 +102,7 @@ def test_environment_and_unit(cluster) -> None:  # noqa: ANN001
         "PICL_SSH_USER=root\n"
         "PICL_AGENT_BRANCH=main\n"
         "PICL_LED_BACKEND=terminal\n"
+        "PICL_CLUSTER=arrakis\n"
     )
     text = unit(paths)
     assert "ExecStart=/opt/picl/venv/bin/picl agent run\n" in text

@@ -97,6 +97,24 @@ def test_no_commit_yet(agent: Offline) -> None:
     assert agent.converged == []
 
 
+def test_the_first_start_is_the_install_then_a_boot_or_a_restart(paths: Paths) -> None:
+    assert Offline(paths).started("boot-1") == "install"
+    assert Offline(paths).started("boot-1") == "start"
+    assert Offline(paths).started("boot-2") == "boot"
+
+
+def test_the_cluster_is_named_before_any_spec_loads(paths: Paths, clone: Clone) -> None:
+    def named(settings: Settings) -> str:
+        return Reconciler(paths, connection=None,  # type: ignore[arg-type]
+                          settings=settings).status.cluster
+
+    assert named(Settings(cluster="arrakis")) == "arrakis"  # as installed, before any push
+    clone.commit({"cluster.toml": spec().replace('"arrakis"', '"caladan"')}, "renamed")
+    clone.push()
+    Offline(paths).reconcile("push")
+    assert named(Settings(cluster="arrakis")) == "caladan"  # the spec's, once one loaded
+
+
 def test_a_push_is_applied_and_recorded(agent: Offline, clone: Clone, paths: Paths) -> None:
     sha = clone.commit({"cluster.toml": spec()}, "first")
     clone.push()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from picl.reconciler.leds.drivers import terminal_line
+from picl.reconciler.leds.drivers import terminal_line, terminal_pixel
 from picl.reconciler.leds.frames import DARK, SWEEP, frame, larson_frame, status_frame
 from picl.reconciler.leds.record import Record, write
 
@@ -70,12 +70,28 @@ def test_brightness_comes_from_the_spec(here: Path) -> None:
     assert done.stdout.splitlines() == [DARK_LINE, DARK_LINE]
 
 
+def test_brightness_shows_in_the_terminal_too(here: Path) -> None:
+    drawn = [picl("leds", "show", "failed", "--frames", "1", "--backend", "terminal",
+                  "--brightness", level, cwd=here).stdout.splitlines()[0].split(" ")[0]
+             for level in ("0.05", "0.1", "0.5", "1")]
+    reds = [int(pixel.split(";")[2]) for pixel in drawn]
+    assert reds == sorted(set(reds)) and reds[-1] == 255
+
+
+def test_following_a_missing_file_is_an_error(here: Path) -> None:
+    done = picl("leds", "show", "--follow", "missing.json", "--frames", "1", "--backend",
+                "terminal", cwd=here)
+    assert done.returncode == 1
+    assert "missing.json" in done.stderr and "does not exist" in done.stderr
+    assert done.stdout == ""
+
+
 def test_test_is_the_larson_scanner(here: Path) -> None:
     done = picl("leds", "test", "--frames", "16", "--backend", "terminal", cwd=here)
     assert done.returncode == 0, done.stderr
     drawn = done.stdout.splitlines()
     assert drawn == lines(*(larson_frame(s, 0.1) for s in range(16))) + [DARK_LINE]
-    red = "\x1b[38;2;255;0;0m"
+    red = terminal_pixel((255, 0, 0, 0.1)).removesuffix("\u2588\u2588")
     assert [line.split(" ").index(next(p for p in line.split(" ") if p.startswith(red)))
             for line in drawn[:16]] == list(SWEEP)
 
@@ -124,6 +140,7 @@ def test_blinkt_off_a_pi_is_one_line(here: Path, args: list[str]) -> None:
     (["test", "--frames", "0"], "0 is not in the range x>=1"),
 ])
 def test_wrong_input_is_one_line(here: Path, args: list[str], message: str) -> None:
+    write(Record("converged"), here / "leds.json")
     done = picl("leds", *args, cwd=here)
     assert done.returncode == 1 and done.stdout == ""
     assert message in done.stderr and "Traceback" not in done.stderr
