@@ -421,7 +421,8 @@ def commands_md(root: click.Command = cli, name: str = "picl") -> str:
         GENERATED.format(source="picl/cli"),
         "",
         f"Every command of `{name}`, in the order `{name} --help` lists them. The global "
-        f"options go before the command (`{name} --lab plan`); `-h`/`--help` works everywhere.",
+        f"options go before or after the command (`{name} --lab plan`, `{name} plan --lab`); "
+        "`-h`/`--help` works everywhere.",
         "",
     ]
     for command, ctx in commands(root, context(root, name, None)):
