@@ -3,6 +3,7 @@ words for types, defaults, constraints and commands, as data."""
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -237,3 +238,89 @@ def test_only_the_cli_side_imports_the_generator() -> None:
     assert sources
     assert [str(p.relative_to(root)) for p in sources
             if "picl.reference" in p.read_text() or "import reference" in p.read_text()] == []
+
+
+def notation(text: str) -> Any:
+    """The keys a --json document's notation in the reference promises, as nested data:
+    an object is a dict of key -> shape (None: a value), a list is [shape]."""
+    tokens = re.findall(r'[{}\[\]:,]|\.\.\.|"[^"]*"', text)
+    assert "".join(tokens) == re.sub(r"\s", "", text), "not the reference's notation"
+    tokens.reverse()
+
+    def shape() -> Any:
+        token = tokens.pop()
+        if token == "[":
+            inner = None if tokens[-1] == "..." and tokens.pop() else shape()
+            assert tokens.pop() == "]"
+            return [inner]
+        assert token == "{"
+        members: dict[str, Any] = {}
+        while True:
+            key = tokens.pop().strip('"')
+            members[key] = shape() if tokens[-1] == ":" and tokens.pop() else None
+            if tokens.pop() == "}":
+                return members
+
+    found = shape()
+    assert not tokens
+    return found
+
+
+def shape_of(value: Any) -> Any:
+    """The keys of a document as produced, in the same terms."""
+    if isinstance(value, dict):
+        return {key: shape_of(item) for key, item in value.items()}
+    if isinstance(value, list):
+        assert value, "a sample list must hold an item to show its shape"
+        return [shape_of(value[0])]
+    return None
+
+
+def test_the_notation_reads_as_data() -> None:
+    assert notation('{"a", "b": [{"c"}], "d": [...], "e": {"f"}}') == {
+        "a": None, "b": [{"c": None}], "d": [None], "e": {"f": None}}
+
+
+def _documents() -> list[tuple[str, Any, str]]:
+    """(command, a document it printed from full sample data, the shape its help shows)."""
+    from picl.cli.converge import APPLY_JSON, PLAN_JSON, apply_document, plan_document
+    from picl.cli.health import CHECK_JSON, health_document
+    from picl.cli.run import RUN_JSON, run_document
+    from picl.deploy.changes import Attribute, Change, NodePlan
+    from picl.deploy.converge import Outcome
+    from picl.deploy.health import Check, Level, NodeHealth
+    from picl.deploy.plan import Plan
+    from picl.deploy.remote import Reply
+
+    change = Change("hosts", "update", (Attribute("default", "a", "b"),), diff="-a\n+b\n",
+                    blocked="a foreign line")
+    plan = Plan([NodePlan("node0", [change]), NodePlan("node1", error="unreachable")],
+                warnings=["gh:someone: cannot fetch keys"])
+    warnings = plan.warnings
+    outcome = Outcome("node0", ok=False, error="not confirmed", seconds=2.0, rolled_back=True)
+    reply = Reply("node0", 0, stdout="ok\n", seconds=0.3)
+    health = NodeHealth("node0", [Check("ssh", Level.OK, "0.3s")])
+    return [
+        ("plan", plan_document(plan, warnings), PLAN_JSON),
+        ("apply", apply_document(plan, [outcome], warnings), APPLY_JSON),
+        ("run", run_document("uptime", "federico", [reply]), RUN_JSON),
+        ("check", health_document([health]), CHECK_JSON),
+    ]
+
+
+@pytest.mark.parametrize(("command", "document", "shown"), _documents(),
+                         ids=[d[0] for d in _documents()])
+def test_every_json_document_has_the_keys_the_reference_shows(command: str, document: Any,
+                                                               shown: str) -> None:
+    assert shape_of(document) == notation(shown)
+    section = COMMANDS_MD.read_text().split(f"## `picl {command}`")[1].split("\n## ")[0]
+    assert shown in section
+
+
+def test_every_condition_of_the_agent_is_explained() -> None:
+    from picl.reconciler.status import CONDITIONS
+
+    section = COMMANDS_MD.read_text().split("## `picl status`")[1].split("\n## ")[0]
+    readme = (DOCS.parents[1] / "README.md").read_text()
+    assert [c for c in CONDITIONS if f"\n{c} " not in section] == []
+    assert [c for c in CONDITIONS if c not in readme] == []

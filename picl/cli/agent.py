@@ -137,7 +137,14 @@ def _status_document(status: Status, where: str) -> dict[str, Any]:
 @json_option
 @click.pass_obj
 def status_command(env: Env, as_json: bool) -> int:
-    """The agent's status: revisions, conditions (Ready, Reconciling, Stalled, Suspended), nodes.
+    """The agent's status: revisions, conditions, nodes.
+
+    \b
+    Ready        every node matches the applied revision
+    Reconciling  a cycle is running, or a retry is due
+    Stalled      the newest commit cannot be applied (invalid, unsigned, rewritten history)
+    Suspended    `picl agent suspend`: nothing converges
+    RolledBack   the last cycle's risky changes were undone by a node (a failure)
 
     On the primary it reads the agent's status file; elsewhere, the spec's primary's over SSH.
     """

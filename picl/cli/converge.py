@@ -32,6 +32,17 @@ DEFAULT_CONFIRM_TIMEOUT = 60  # as deploy.confirm.DEFAULT_TIMEOUT, without loadi
 # Long enough for an agent's cycle that changes nothing; an apply in progress is named.
 DEFAULT_LOCK_TIMEOUT = "1m"
 
+# The documents --json prints, as the reference shows them (a test holds the code to them):
+# `{"a", "b": SHAPE}` an object's keys, `[SHAPE]` a list of such, `[...]` a list of strings.
+PLAN_JSON = """\
+{"nodes": [{"node", "error",
+            "changes": [{"resource", "action", "attributes": [{"name", "before", "after"}],
+                         "diff", "blocked"}]}],
+ "summary": {"create", "update", "remove", "blocked", "nodes", "unreachable"},
+ "warnings": [...]}"""
+APPLY_JSON = PLAN_JSON.removesuffix("}") + """,
+ "applied": [{"node", "ok", "error", "rolled_back", "seconds"}]}"""
+
 node_option = click.option("--node", "nodes", multiple=True, metavar="N",
                            help="Only this node (repeatable).")
 json_option = click.option("--json", "as_json", is_flag=True,
@@ -191,7 +202,7 @@ def show_plan(env: Env, plan: Plan) -> None:
                   "No changes: the cluster matches the spec.")
 
 
-@click.command()
+@click.command(epilog=f"\b\n--json prints:\n{PLAN_JSON}")
 @node_option
 @json_option
 @click.option("--detailed-exitcode", is_flag=True,
@@ -201,9 +212,10 @@ def plan(env: Env, nodes: tuple[str, ...], as_json: bool, detailed_exitcode: boo
     """Show what apply would change on each node, and why.
 
     A plan changes nothing, so it takes no lock: it runs while an apply or the agent's
-    cycle converges, and shows the nodes as they are at that moment. Warnings (a GitHub user's
-    keys from the cache, no secrets file) go to stderr, and with --json into the document's
-    `warnings` too.
+    cycle converges, and shows the nodes as they are at that moment. A change apply will not
+    make is `blocked`, with why (a foreign fstab line in the way): the plan exits 1. Warnings
+    (a GitHub user's keys from the cache, no secrets file) go to stderr, and with --json into
+    the document's `warnings` too.
     """
     from picl.deploy.converge import make_plan
 
@@ -238,7 +250,7 @@ def _report(env: Env, outcome: Outcome, plan: Plan) -> None:
         env.out.print(f"[bold]{outcome.node}[/]: [red]FAILED[/]: {escape(outcome.error)}")
 
 
-@click.command()
+@click.command(epilog=f"\b\n--json prints:\n{APPLY_JSON}")
 @node_option
 @click.option("--yes", is_flag=True, help="Apply without asking.")
 @json_option
@@ -255,7 +267,8 @@ def apply(env: Env, nodes: tuple[str, ...], yes: bool, as_json: bool, wait: int)
     --lock-timeout, then fails naming who holds the lock (what, pid, host, since when,
     which revision).
 
-    Warnings go to stderr, and with --json into the document's `warnings` too, as for plan.
+    Exit 1 if any node failed or was `rolled_back` (a risky change not confirmed: undone by the
+    node itself). Warnings go to stderr, and with --json into the document's `warnings` too.
     """
     from picl.deploy.converge import apply_plan, generate_secrets, make_plan
 

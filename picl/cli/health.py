@@ -18,6 +18,11 @@ from picl.exit import ExitStatus
 COLOUR = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
 
 
+# What --json prints, as the reference shows it (notation: picl.cli.converge.PLAN_JSON).
+CHECK_JSON = """\
+{"ok", "nodes": [{"node", "level", "checks": [{"check", "level", "value", "detail"}]}]}"""
+
+
 def health_document(nodes: list[NodeHealth]) -> dict[str, object]:
     """{ok, nodes[]: {node, level, checks[]: {check, level, value, detail}}}."""
     return {
@@ -45,7 +50,7 @@ def health_table(nodes: list[NodeHealth]) -> Table:
     return table
 
 
-@click.command(name="check")
+@click.command(name="check", epilog=f"\b\n--json prints:\n{CHECK_JSON}")
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON document on stdout, nothing else there.")
 @click.pass_obj

@@ -85,9 +85,10 @@ def names(nodes: Iterable[Node]) -> str:
 def reboot_command(env: Env, nodes: tuple[str, ...], yes: bool) -> int:
     """Reboot every node (or those given) and wait until each is back.
 
-    The workers go first; the primary reboots once they are down, so no worker unmounts its
-    NFS share from a server that is already gone. A node is back when it answers SSH on a new
-    boot; one that is not back within 5 minutes is a failure.
+    The workers go first; the primary reboots once they are all back, so no worker unmounts
+    its NFS share from a server that is already gone. A node is back when it answers SSH on a
+    new boot; one that is not back within 5 minutes is a failure, and the primary is then left
+    running.
     """
     targets = selected_nodes(env, nodes)
     workers, primary = split(env.spec, targets)

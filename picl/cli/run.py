@@ -42,6 +42,12 @@ def status_line(reply: Reply, width: int) -> str:
     return f"[red]\\[FAILURE][/] {name}  {escape(reply.error)}"
 
 
+# What --json prints, as the reference shows it (notation: picl.cli.converge.PLAN_JSON).
+RUN_JSON = """\
+{"command", "user", "ok",
+ "nodes": [{"node", "ok", "status", "seconds", "error", "stdout", "stderr"}]}"""
+
+
 def reply_document(reply: Reply) -> dict[str, object]:
     return {
         "node": reply.node, "ok": reply.ok, "status": reply.status,
@@ -50,7 +56,14 @@ def reply_document(reply: Reply) -> dict[str, object]:
     }  # fmt: skip
 
 
-@click.command(name="run", context_settings={"ignore_unknown_options": True})
+def run_document(command: str, user: str | None, replies: list[Reply]) -> dict[str, object]:
+    """What `run --json` prints: the command, who ran it, each node's reply."""
+    return {"command": command, "user": user, "ok": all(r.ok for r in replies),
+            "nodes": [reply_document(r) for r in replies]}
+
+
+@click.command(name="run", context_settings={"ignore_unknown_options": True},
+               epilog=f"\b\n--json prints:\n{RUN_JSON}")
 @node_option
 @click.option("--inline", is_flag=True,
               help="Show each node's output under it; identical outputs folded.")
@@ -84,10 +97,8 @@ def run_command(
     failed = [r.node for r in replies if not r.ok]
     if as_json:
         user = cluster_user(env.spec)
-        click.echo(json.dumps({
-            "command": text, "user": user.name if user else None, "ok": not failed,
-            "nodes": [reply_document(r) for r in replies],
-        }, indent=2))  # fmt: skip
+        click.echo(json.dumps(run_document(text, user.name if user else None, replies),
+                              indent=2))
         return ExitStatus.ERROR if failed else ExitStatus.OK
     if inline:
         for names, output in folded(replies):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from picl.errors import PiclError
-from picl.lab import blueprint, host, lab_of
+from picl.lab import blueprint, host, lab_of, ssh
 from picl.lab.blueprint import Flash, design, lab_address
 
 # Every node of these labs has the same card.
@@ -154,3 +156,14 @@ def test_a_blueprint_of_before_it_recorded_its_spec_still_loads(built: Path) -> 
     del data["spec"], data["primary"]
     manifest.manifest.write_text(json.dumps(data))
     assert blueprint.Blueprint.load("side") == replace(manifest, spec="", primary="")
+
+
+def test_the_guide_lists_every_variable_the_lab_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("PICL_")]:
+        monkeypatch.delenv(name)
+    lab = design("arrakis", "arrakis", NET, "eth0", THREE, CARDS, "pi")
+    set_here = {n for n in ssh.environment(lab) if n.startswith("PICL_")} | {"PATH"}
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "lab.md").read_text()
+    table = guide.split("| variable | what |")[1].split("\n\n")[0]
+    listed = set(re.findall(r"^\| `([A-Z_]+)` \|", table, flags=re.MULTILINE))
+    assert listed == set_here
