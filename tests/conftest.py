@@ -69,9 +69,11 @@ class Lab:
         return self.blueprint.node(node).address
 
     def ssh(
-        self, node: str, command: str, *, check: bool = True, timeout: float = 120
+        self, node: str, command: str, *, check: bool = True, timeout: float = 120,
+        input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a shell command on a node as root over SSH (from inside the lab's network)."""
+        """Run a shell command on a node as root over SSH (from inside the lab's network),
+        `input` on its stdin."""
         from picl.lab import ssh_argv
 
         proc = subprocess.run(
@@ -79,7 +81,7 @@ class Lab:
             capture_output=True,
             text=True,
             timeout=timeout,
-            stdin=subprocess.DEVNULL,
+            **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}),
         )
         if check and proc.returncode != 0:
             raise AssertionError(

@@ -6,8 +6,10 @@ from __future__ import annotations
 import configparser
 import os
 import re
+import shlex
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,8 +35,22 @@ from picl.deploy.network import (
 )
 from tests.deploy.clusters import PSK, past_the_spec, small_cluster
 
-# NetworkManager's command-line client reads and writes keyfiles without a daemon (>= 1.40).
+# NetworkManager's command-line client reads and writes keyfiles without a daemon (>= 1.40):
+# this machine's if it has one, else a lab node's (they run NetworkManager, as boards do).
 NMCLI = os.environ.get("PICL_NMCLI") or shutil.which("nmcli")
+on_nmcli = (lambda test: test) if NMCLI else pytest.mark.lab
+Nmcli = Callable[[list[str], str], subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def nmcli(request: pytest.FixtureRequest) -> Nmcli:
+    """Run nmcli with these arguments and stdin, where there is one."""
+    if NMCLI:
+        return lambda args, text: subprocess.run([NMCLI, *args], input=text, capture_output=True,
+                                                 text=True, timeout=30)
+    lab = request.getfixturevalue("lab")
+    return lambda args, text: lab.ssh("node0", shlex.join(["nmcli", *args]), input=text,
+                                      check=False, timeout=30)
 
 # /etc/dhcpcd.conf as Raspberry Pi OS bullseye ships it (abridged), examples commented out.
 DHCPCD_STOCK = """\
@@ -165,21 +181,20 @@ def test_keyfile_keys(psk: str, written: str, tmp_path: Path) -> None:
     assert f"\npsk={written}\n" in rendered.content
 
 
-@pytest.mark.skipif(not NMCLI, reason="needs nmcli (NetworkManager >= 1.40) or PICL_NMCLI")
+@on_nmcli
 @pytest.mark.parametrize(("ssid", "psk"), [
     ("ato-2020", PSK),
     *((ssid, " p\\s;k#\"x ") for ssid, _ in KEYFILE_SSIDS.values()),
 ])
-def test_networkmanager_reads_the_keyfiles_as_written(ssid: str, psk: str, tmp_path: Path) -> None:
+def test_networkmanager_reads_the_keyfiles_as_written(ssid: str, psk: str, tmp_path: Path,
+                                                      nmcli: Nmcli) -> None:
     """nmcli --offline parses a keyfile from stdin, checks it and writes it back normalised:
     every key picl wrote must come back with the same value (unknown keys would be dropped)."""
     cluster = small_cluster(tmp_path, ssid=ssid, psk=psk)
     for rendered in keyfiles(cluster, cluster.node("node1")):
         ours = keyfile(rendered.content)
-        run = subprocess.run(
-            [NMCLI, "--offline", "connection", "modify", "connection.id", ours["connection"]["id"]],
-            input=rendered.content, capture_output=True, text=True, timeout=30,
-        )
+        run = nmcli(["--offline", "connection", "modify", "connection.id",
+                     ours["connection"]["id"]], rendered.content)
         assert run.returncode == 0, run.stderr
         theirs = keyfile(run.stdout)
         for section in ours.sections():
