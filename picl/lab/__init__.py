@@ -45,6 +45,7 @@ from picl.lab.blueprint import (
     check_name,
     design,
     lab_names,
+    readable_labs,
 )
 from picl.lab.supervisor import CGROUP_TOP, unplug
 
@@ -500,10 +501,7 @@ def _check_same_network(built: Blueprint, wanted: Blueprint) -> None:
 
 def _nodes_on_host(lab: Blueprint) -> int:
     """Nodes of every lab on the host once this one is up (for the inotify limit)."""
-    others = 0
-    for other in lab_names():
-        if other != lab.name and (bp := Blueprint.load(other)):
-            others += len(bp.nodes)
+    others = sum(len(other.nodes) for other in readable_labs() if other.name != lab.name)
     return others + len(lab.nodes)
 
 

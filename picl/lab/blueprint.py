@@ -265,10 +265,23 @@ def design(
     )
 
 
+def readable_labs() -> list[Blueprint]:
+    """The labs on this machine whose blueprint this picl reads (one that another version of
+    picl saved may not be: it is left alone)."""
+    found = []
+    for name in lab_names():
+        try:
+            lab = Blueprint.load(name)
+        except PiclError:
+            continue
+        if lab:
+            found.append(lab)
+    return found
+
+
 def built_from(spec: Path) -> list[str]:
     """The labs on this machine built from this spec file."""
-    return [name for name in lab_names()
-            if (lab := Blueprint.load(name)) and lab.spec == str(spec.resolve())]
+    return [lab.name for lab in readable_labs() if lab.spec == str(spec.resolve())]
 
 
 def lab_names() -> list[str]:

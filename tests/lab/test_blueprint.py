@@ -158,6 +158,16 @@ def test_a_blueprint_of_before_it_recorded_its_spec_still_loads(built: Path) -> 
     assert blueprint.Blueprint.load("side") == replace(manifest, spec="", primary="")
 
 
+def test_a_blueprint_saved_by_a_later_picl_still_loads(built: Path) -> None:
+    manifest = blueprint.Blueprint.load("side")
+    assert manifest is not None
+    data = json.loads(manifest.manifest.read_text())
+    data["later"] = 1
+    data["nodes"][0]["colour"] = "blue"
+    manifest.manifest.write_text(json.dumps(data))
+    assert blueprint.Blueprint.load("side") == manifest
+
+
 def test_the_guide_lists_every_variable_the_lab_sets(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [n for n in os.environ if n.startswith("PICL_")]:
         monkeypatch.delenv(name)
@@ -167,3 +177,11 @@ def test_the_guide_lists_every_variable_the_lab_sets(monkeypatch: pytest.MonkeyP
     table = guide.split("| variable | what |")[1].split("\n\n")[0]
     listed = set(re.findall(r"^\| `([A-Z_]+)` \|", table, flags=re.MULTILINE))
     assert listed == set_here
+
+
+def test_a_lab_that_cannot_be_read_is_left_alone(built: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "state" / "other" / "lab.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text('{"name": "other"}')
+    assert [lab.name for lab in blueprint.readable_labs()] == ["side"]
+    assert blueprint.built_from(built) == ["side"]
