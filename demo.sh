@@ -62,7 +62,7 @@ repo="$work/repo"; mkdir "$repo"; cp "$PICL_SPEC" "$repo/"
 printf '\n[[files]]\npath = "/etc/motd"\ncontent = "arrakis: the spice must flow\\n"\n' >> "$repo/cluster.toml"
 git -C "$repo" init -q -b main && git -C "$repo" add cluster.toml
 git -C "$repo" -c user.name=demo -c user.email=demo@example.org commit -q -m "a message of the day"
-picl lab exec -- git -C "$repo" push -q ssh://root@10.1.10.240/srv/picl/cluster.git main
+picl lab exec -- git -C "$repo" push -q ssh://federico@10.1.10.240/srv/picl/cluster.git main
 sha=$(git -C "$repo" rev-parse HEAD)
 for _ in $(seq 120); do picl --lab status --json | grep -q "\"applied\": \"$sha\"" && break; sleep 1; done
 picl --lab status

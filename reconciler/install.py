@@ -3,7 +3,8 @@
 Over the operator's SSH (host keys checked), in order:
 1. read the primary's platform; build a wheelhouse for it here; copy it over;
 2. on the primary: picl into its own venv from the wheelhouse (no index), the bare repository
-   people push to, the agent's SSH key, the secrets file (600);
+   people push to (group `picl`: the spec's personal user, who must exist, is added to it), the
+   agent's SSH key, the secrets file (600);
 3. the agent's key authorised for root on every node, their host keys pinned for the agent,
    and the upstream's (if any, over SSH) from the operator's own known_hosts;
 4. the agent's unit, enabled on boot and (re)started.
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from picl.deploy.commands import apt_install, replaced
 from picl.deploy.connection import Connection, host_key_lines
+from picl.deploy.remote import cluster_user
 from picl.errors import PiclError
 from picl.reconciler.paths import UNIT_NAME, Paths
 from picl.reconciler.primary import ssh
@@ -32,7 +34,9 @@ from picl.reconciler.wheelhouse import PROBE, Platform, build
 from picl.spec import Cluster, Node
 
 REMOTE_TIMEOUT = 600.0  # seconds for one step on the primary (pip on an SD card is slow)
-PUSHERS = "sudo"  # the group that may push to the repository: the cluster's admins
+# Who may push: members of this group, which owns the repository (install creates it and adds
+# the spec's personal user). A push is root on every node: add only the cluster's admins.
+PUSHERS = "picl"
 
 UNIT = """\
 # Written by picl agent install.
@@ -118,8 +122,22 @@ def upstream_known_hosts(upstream: str | None, files: Sequence[Path]) -> str:
         f"or put its line in known_hosts beside cluster.toml, then install again")
 
 
+def pusher(cluster: Cluster) -> str:
+    """Who pushes to the repository: the spec's personal user (the first with uid >= 1000),
+    else root."""
+    user = cluster_user(cluster)
+    return user.name if user else "root"
+
+
+def pusher_script(cluster: Cluster) -> str:
+    """On the primary: whether the pusher's account is there yet (`picl apply` makes it)."""
+    return f"if getent passwd {shlex.quote(pusher(cluster))} >/dev/null; then echo yes; " \
+           "else echo no; fi"
+
+
 def prepare_script(paths: Paths, cluster: Cluster) -> str:
-    """On the primary: picl from the wheelhouse, the repository, the agent's key (printed)."""
+    """On the primary: picl from the wheelhouse, the repository (its group the pusher's), the
+    agent's key (printed)."""
     q = shlex.quote
     repo, venv, wheels = q(str(paths.repository)), q(str(paths.venv)), q(str(paths.wheelhouse))
     key = q(str(paths.key))
@@ -140,6 +158,8 @@ def prepare_script(paths: Paths, cluster: Cluster) -> str:
         f"if [ ! -f {repo}/HEAD ]; then git init --quiet --bare "
         f"--initial-branch={q(cluster.agent.branch)} {repo}; fi",
         f"git -C {repo} config core.sharedRepository group",
+        f"getent group {PUSHERS} >/dev/null || groupadd --system {PUSHERS}",
+        f"usermod -a -G {PUSHERS} {q(pusher(cluster))}",
         f"chgrp -R {PUSHERS} {repo} && chmod -R g+rwX {repo} && "
         f"find {repo} -type d -exec chmod g+s {{}} +",
         f"git config --system --get-all safe.directory | grep -qxF {repo} || "
@@ -214,6 +234,9 @@ def install(cluster: Cluster, connection: Connection, secrets_file: Path | None,
         return ssh(connection, node, script, what, data, REMOTE_TIMEOUT)
 
     platform = Platform.parse(on(PROBE, "reading its platform"))
+    if on(pusher_script(cluster), "looking for the user who pushes").strip() != "yes":
+        raise PiclError(f"{name} has no user {pusher(cluster)} yet (the spec's personal user, "
+                        "who pushes to the agent): `picl apply` first, then install the agent")
     progress(f"{name}: {platform}; building the wheelhouse for it here")
     with tempfile.TemporaryDirectory(prefix="picl-wheelhouse-") as tmp:
         wheels = build(platform, Path(tmp), pip_network)
@@ -245,7 +268,7 @@ def install(cluster: Cluster, connection: Connection, secrets_file: Path | None,
         primary=name,
         platform=platform,
         wheels=len(wheels),
-        remote_url=f"ssh://{connection.user}@{cluster.primary.address}{paths.repository}",
+        remote_url=f"ssh://{pusher(cluster)}@{cluster.primary.address}{paths.repository}",
         agent_key=agent_key,
         nodes=tuple(n.name for n in cluster.nodes),
         secrets=copied,

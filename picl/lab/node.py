@@ -35,6 +35,15 @@ from picl.lab.supervisor import CGROUP_TOP, cgroup_roots
 log = logging.getLogger(__name__)
 
 HOST_KEY = "etc/ssh/ssh_host_ed25519_key"
+# On a board each person logs in with a key of their own; in the lab, the lab's key stands for
+# all of them: sshd also reads it for every user, so `ssh federico@node0` (and a push as the
+# spec's user) works once picl has made the user.
+LAB_KEYS = "etc/ssh/picl-lab-keys"
+USERS_DROP_IN = "etc/ssh/sshd_config.d/picl-lab-users.conf"
+USERS_SSHD = f"""\
+# picl lab: the lab's key stands for every user's own key (see {LAB_KEYS}).
+AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 /{LAB_KEYS}
+"""
 NM_PROFILE = "Wired connection 1"
 # What a board's wired profile looks like once someone gave it a static address: no gateway,
 # so the default route stays with Wi-Fi (DESIGN: "a fixed wired network").
@@ -134,8 +143,8 @@ def unmount_disks(lab_dir: Path) -> None:
 
 def provision(lab: Blueprint, node: NodeBlueprint, authorized_key: str) -> None:
     """Give a node what a freshly set-up board has: the imager's settings (its name, the first
-    user), its identity and host key, its wired address, and what the lab needs: root's key and
-    the lab's apt proxy.
+    user), its identity and host key, its wired address, and what the lab needs: root's key
+    (the lab's key, which also stands for every user's own) and the lab's apt proxy.
 
     Only what is missing is written: a node's disk keeps what happened to it since.
     """
@@ -158,6 +167,10 @@ def provision(lab: Blueprint, node: NodeBlueprint, authorized_key: str) -> None:
         with open(keys, "a") as f:
             f.write(f"{separator}{authorized_key.strip()}\n")
         keys.chmod(0o600)
+    if not (root / USERS_DROP_IN).exists():
+        (root / USERS_DROP_IN).parent.mkdir(parents=True, exist_ok=True)
+        (root / LAB_KEYS).write_text(f"{authorized_key.strip()}\n")
+        (root / USERS_DROP_IN).write_text(USERS_SSHD)
     proxy = root / APT_PROXY_CONF
     setting = f'Acquire::http {{ Proxy "{mirror.proxy_url(lab)}"; }};\n'
     if not proxy.exists() or proxy.read_text() != setting:

@@ -1,6 +1,7 @@
 """The agent on lab nodes, end to end: install it, push to it, break things, and watch.
 
-A lab of its own, in order: `picl --lab agent install`, a first push, then each test pushes
+A lab of its own, in order: `picl --lab apply`, `picl --lab agent install`, a first push (as
+the spec's user, federico, as every push here), then each test pushes
 or drifts something and waits (bounded, never asserted on time) for the agent's status on the
 primary to say what happened; the nodes are then checked as they are.
 """
@@ -29,7 +30,7 @@ from tests.reconciler.conftest import keygen
 
 pytestmark = pytest.mark.lab
 
-URL = "ssh://root@10.1.10.240/srv/picl/cluster.git"
+URL = "ssh://federico@10.1.10.240/srv/picl/cluster.git"  # the spec's user pushes
 IDENTITY = ["-c", "user.name=Federico", "-c", "user.email=federico@example.org"]
 WAIT = 180.0  # seconds for what the agent does in a cycle or two (a first converge, a boot)
 
@@ -136,6 +137,12 @@ def cluster(lab_host: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     spec.write_text(lab_spec())
     with running_lab(session_lab_name("agent"), spec) as lab:
         cluster = Cluster(lab, root)
+        early = cluster.picl("agent", "install")  # nobody to push yet: picl apply makes them
+        assert early.returncode == 1
+        assert "node0 has no user federico yet" in early.stderr
+        assert "`picl apply` first" in early.stderr
+        applied = cluster.picl("apply", "--yes")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
         installed = cluster.picl("agent", "install")
         assert installed.returncode == 0, installed.stdout + installed.stderr
         assert f"git remote add cluster {URL}" in installed.stdout

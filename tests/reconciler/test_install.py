@@ -14,13 +14,16 @@ from picl.reconciler.install import (
     authorize_script,
     environment,
     known_hosts,
+    prepare_script,
+    pusher,
+    pusher_script,
     unit,
     upstream_known_hosts,
 )
 from picl.reconciler.paths import Paths
 from picl.reconciler.verify import UNSIGNED
 from picl.reconciler.wheelhouse import Platform, requirements
-from picl.spec import load
+from picl.spec import Cluster, load
 from tests.reconciler.test_loop import spec
 
 PLATFORMS = [
@@ -192,3 +195,40 @@ def test_an_upstream_host_nobody_trusts_is_never_pinned(trusted: list[Path],
     message = str(refused.value)
     assert message.startswith(f"[agent].upstream {upstream}: no host key for ")
     assert str(trusted[2]) in message and "known_hosts beside cluster.toml" in message
+
+
+def with_users(tmp_path: Path, users: str) -> Cluster:
+    (tmp_path / "cluster.toml").write_text(spec().split("[[users]]")[0] + users + "\n[agent]\n")
+    return load(tmp_path / "cluster.toml")
+
+
+ROOT = '[[users]]\nname = "root"\nuid = 0\n'
+
+
+@pytest.mark.parametrize(("users", "who"), [
+    ('[[users]]\nname = "federico"\nuid = 1000\n', "federico"),
+    (ROOT + '[[users]]\nname = "ada"\nuid = 1001\n', "ada"),
+    (ROOT, "root"),
+    ("", "root"),
+])
+def test_who_pushes(tmp_path: Path, users: str, who: str) -> None:
+    assert pusher(with_users(tmp_path, users)) == who
+
+
+@pytest.mark.parametrize(("users", "there"), [
+    (ROOT, "yes"),
+    ('[[users]]\nname = "nosuchpusher9"\nuid = 1000\n', "no"),
+])
+def test_the_pusher_is_looked_for_before_anything_is_installed(tmp_path: Path, users: str,
+                                                               there: str) -> None:
+    script = pusher_script(with_users(tmp_path, users))
+    assert subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                          check=True).stdout.strip() == there
+
+
+def test_the_repository_belongs_to_the_pushers_group(cluster) -> None:  # noqa: ANN001
+    lines = prepare_script(Paths(), cluster).splitlines()
+    assert "getent group picl >/dev/null || groupadd --system picl" in lines
+    assert "usermod -a -G picl federico" in lines
+    assert any(line.startswith("chgrp -R picl /srv/picl/cluster.git && chmod -R g+rwX")
+               for line in lines)
