@@ -147,7 +147,7 @@ def test_a_credential_in_fstab_is_shown_nowhere(spec: Cluster, tmp_path: Path) -
     plan = Plan([NodePlan("node1", list(found.values()))])
     assert found["mount /shared"].blocked and found["fstab"].diff  # both paths taken
 
-    shown = [json.dumps(plan_document(plan))]
+    shown = [json.dumps(plan_document(plan, []))]
     out = io.StringIO()
     show_node(Env(spec_path=tmp_path / "cluster.toml", out=Console(file=out, width=200)),
               plan.nodes[0])
