@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from picl.deploy.keys import public_key
+from picl.reconciler.leds.drivers import terminal_pixel
 from tests.conftest import SPEC, Lab, picl, running_lab, session_lab_name
 from tests.spec.conftest import KEY
 
@@ -384,7 +385,10 @@ def test_node_killed_mid_apply_is_reported_and_the_others_converge(cluster: Clus
     assert cluster.changed() == set()
 
 
-GREEN = "\x1b[38;2;0;255;0m██"
+# Pixels as the terminal draws them at the spec's brightness, as bright as they look on a strip.
+BRIGHTNESS = tomllib.loads(SPEC.read_text())["leds"]["brightness"]
+GREEN = terminal_pixel((0, 255, 0, BRIGHTNESS))
+RED = terminal_pixel((255, 0, 0, BRIGHTNESS))
 DARK = "\x1b[38;2;60;60;60m░░"
 
 
@@ -422,6 +426,6 @@ def test_leds_follow_the_agents_record_and_run_on_a_node(cluster: Cluster) -> No
     shown = cluster.picl("leds", "show", "failed", "--node", "node2", "--backend", "terminal",
                          "--frames", "1")
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.splitlines()[0].count("\x1b[38;2;255;0;0m██") == 8
+    assert shown.stdout.splitlines()[0].count(RED) == 8
     cleared = cluster.picl("leds", "clear", "--node", "node1", "--backend", "terminal")
     assert cleared.returncode == 0 and cleared.stdout.splitlines()[-1].count(DARK) == 8
