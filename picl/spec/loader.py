@@ -179,13 +179,13 @@ def load(
     read = with_secrets and secrets_file.exists()
     secrets = load_secrets(secrets_file, warn) if read else {}
     # A missing secret is the same with or without a secrets file: what needs it is left alone.
+    missing: list[Problem] = []
     for loc, name in _secret_refs(data) if with_secrets else ():
         if name not in secrets:
-            if warn:
-                warn(str(Problem(file, *where.of(loc), format_loc(loc),
-                                 f"secret {name!r} is not in {secrets_file}: what needs it is "
-                                 f"left as it is on the nodes until {name} = \"...\" is added "
-                                 "there")))
+            missing.append(Problem(file, *where.of(loc), format_loc(loc),
+                                   f"secret {name!r} is not in {secrets_file}: what needs it is "
+                                   f"left as it is on the nodes until {name} = \"...\" is added "
+                                   "there"))
         elif control_character(secrets[name].get_secret_value()) is not None:
             # A Wi-Fi key or a password hash is one line of a file: never shown, even here.
             problems.append(Problem(file, *where.of(loc), format_loc(loc),
@@ -195,6 +195,9 @@ def load(
     if problems or cluster is None:
         problems.sort(key=lambda p: (p.line, p.col))
         raise SpecError(problems)
+    if warn:  # worth saying of a spec that is otherwise valid
+        for problem in missing:
+            warn(str(problem))
     cluster._secrets = secrets
     return cluster
 

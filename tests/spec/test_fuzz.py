@@ -37,6 +37,7 @@ def repo(tmp_path: Path) -> Path:
     (tmp_path / "files").mkdir()
     (tmp_path / "files" / "issue").write_text("arrakis\n")
     (tmp_path / "secrets.toml").write_text(SECRETS)
+    (tmp_path / "secrets.toml").chmod(0o600)  # picl refuses a secrets file others can read
     return tmp_path
 
 
