@@ -38,11 +38,13 @@ def health_document(nodes: list[NodeHealth]) -> dict[str, object]:
 
 def health_table(nodes: list[NodeHealth]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("node", *CHECKS):
+    # A check no node ran (mpi without [mpi]) is no column: a row of "-" says nothing.
+    ran = [name for name in CHECKS if any(n.check(name) for n in nodes)]
+    for name in ("node", *ran):
         table.add_column(name)
     for n in nodes:
         cells = [escape(n.node)]
-        for name in CHECKS:
+        for name in ran:
             c = n.check(name)
             cells.append("-" if c is None else
                          f"[{COLOUR[c.level]}]{c.level.value}[/] {escape(c.value)}")
