@@ -10,16 +10,16 @@ from dataclasses import dataclass, field
 
 from picl.deploy import (
     boot,
+    clock,
     files,
     leds,
-    links,
     mounts,
     mpi,
     names,
+    network,
     packages,
     shares,
-    ssh,
-    time,
+    ssh_access,
     users,
 )
 from picl.deploy.changes import Change, NodePlan
@@ -31,8 +31,8 @@ from picl.spec import Cluster, Node
 # time)"). Installed before every concern's changes.
 NEEDS: tuple[tuple[str, Callable[[Cluster, Node], tuple[str, ...]]], ...] = (
     ("users", users.needs),
-    ("ssh", ssh.needs),
-    ("time", time.needs),
+    ("ssh", ssh_access.needs),
+    ("time", clock.needs),
     ("shares", shares.needs),
     ("mounts", mounts.needs),
     ("mpi", mpi.needs),
@@ -40,16 +40,16 @@ NEEDS: tuple[tuple[str, Callable[[Cluster, Node], tuple[str, ...]]], ...] = (
 # Users first (files are owned by them), then their keys, then the rest of the node.
 CONCERNS: tuple[Callable[[NodeView], list[Change]], ...] = (
     users.changes,
-    ssh.changes,
+    ssh_access.changes,
     names.changes,
     boot.changes,
-    time.changes,
+    clock.changes,
     files.changes,
     shares.changes,
     mpi.changes,
     # Changes that can cut picl off: apply runs them after the others, under confirm-or-revert.
     mounts.changes,
-    links.changes,
+    network.changes,
     leds.changes,  # last: it shows the state of everything above
 )
 
@@ -73,13 +73,13 @@ def probe(cluster: Cluster, node: Node, shared: ClusterFacts | None = None) -> P
                                                if u.rename_from])),
         files=tuple(dict.fromkeys(
             [f.path for f in cluster.files if node in cluster.selected(f.nodes)]
-            + [*led_files, *mpi_files, leds.UNIT_PATH, *links.FILES])),
+            + [*led_files, *mpi_files, leds.UNIT_PATH, *network.FILES])),
         directories=tuple(s.export for s in cluster.shares if s.server == node.name),
         packages=tuple(dict.fromkeys([*needed(cluster, node), *cluster.packages.all,
                                       *node.packages])),
-        units=(leds.UNIT, *links.UNITS),
-        exists=links.EXISTS,
-        secret_files=links.SECRET_FILES,
+        units=(leds.UNIT, *network.UNITS),
+        exists=network.EXISTS,
+        secret_files=network.SECRET_FILES,
         versions=(mpi.PACKAGE,) if mpi.takes_part(cluster, node) else (),
     )
 

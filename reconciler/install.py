@@ -26,8 +26,8 @@ from picl.deploy.commands import apt_install, replaced
 from picl.deploy.connection import Connection, host_key_lines
 from picl.deploy.remote import cluster_user
 from picl.errors import PiclError
+from picl.reconciler.client import ssh
 from picl.reconciler.paths import UNIT_NAME, Paths
-from picl.reconciler.primary import ssh
 from picl.reconciler.source import ssh_host
 from picl.reconciler.verify import UNSIGNED, allowed_signers
 from picl.reconciler.wheelhouse import PROBE, Platform, build

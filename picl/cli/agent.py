@@ -23,8 +23,8 @@ from picl.cli.env import Env, person
 from picl.errors import PiclError
 from picl.exit import ExitStatus
 from picl.reconciler import control
+from picl.reconciler.client import AgentClient
 from picl.reconciler.paths import UNIT_NAME, Paths
-from picl.reconciler.primary import Agent
 from picl.reconciler.status import (
     READY,
     RECONCILING,
@@ -44,12 +44,12 @@ STATE_COLOUR = {"converged": "green", "drifted": "yellow", "applying": "cyan", "
                 "unreachable": "red", "unknown": "dim"}
 
 
-def _agent(env: Env) -> Agent:
+def _agent(env: Env) -> AgentClient:
     """The agent here, on the primary; else the spec's primary's (the rest of the spec unread)."""
     paths = Paths.from_environ()
-    if Agent.here(paths):
-        return Agent(paths)
-    return Agent(paths, env.primary)
+    if AgentClient.here(paths):
+        return AgentClient(paths)
+    return AgentClient(paths, env.primary)
 
 
 def clock(moment: float) -> str:
@@ -255,7 +255,7 @@ def run() -> int:
     return ExitStatus.OK
 
 
-def _until(agent: Agent, done: Callable[[Status], bool], timeout: float) -> Status | None:
+def _until(agent: AgentClient, done: Callable[[Status], bool], timeout: float) -> Status | None:
     """Look at the agent's status until `done` says so (bounded); the status, or None."""
     deadline = time.monotonic() + timeout
     while True:

@@ -23,7 +23,7 @@ MARKER = "picl-secret-7f3a"
 # Sends the content on stdin to a node as one `put` step, the way apply runs every step.
 APPLY = """\
 import sys
-from picl.deploy import ssh
+from picl.deploy import ssh_access
 from picl.deploy.commands import put, sh
 from picl.deploy.connection import Connection
 from picl.deploy.converge import NodeFailure, apply_node
@@ -31,7 +31,7 @@ from picl.spec import User, load
 
 spec, node, path, owner, mode = sys.argv[1:]
 if path == "~/.ssh":
-    step = sh(ssh._ssh_dir(User(name=owner, uid=1100)))
+    step = sh(ssh_access._ssh_dir(User(name=owner, uid=1100)))
 else:
     step = put(path, sys.stdin.read(), owner, owner, mode)
 try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from picl.deploy import confirm, ssh
+from picl.deploy import confirm, ssh_access
 from picl.deploy.changes import Guard
 from picl.deploy.commands import replaced
 from picl.facts.node import Account
@@ -157,7 +157,7 @@ def test_the_keys_picl_logs_in_with_change_under_the_switch(
         cluster: Cluster, login: str, guarded: bool) -> None:
     observed = fresh_node()
     observed.accounts["federico"] = Account("federico", 1000, 1000, "/home/federico", "/bin/bash")
-    found = {c.resource: c for c in ssh.changes(
+    found = {c.resource: c for c in ssh_access.changes(
         view(cluster, "node1", observed, github_keys={"flucifredi": []}, login_user=login))}
     change = found["authorized_keys federico"]
     assert change.guard == (Guard(files=("/home/federico/.ssh/authorized_keys",))

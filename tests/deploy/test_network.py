@@ -1,351 +1,139 @@
-"""Network files as data: NetworkManager keyfiles, dhcpcd.conf and wpa_supplicant.conf as their
-manuals describe them, the default route through Wi-Fi only, and the Wi-Fi key never shown."""
+"""The network concern as data: the node's backend and files in, guarded changes out."""
 
 from __future__ import annotations
 
-import configparser
-import os
-import re
-import shlex
-import shutil
-import subprocess
-from collections.abc import Callable
+import hashlib
 from pathlib import Path
 
 import pytest
 
-from picl.deploy.network import (
-    AUTOCONNECT_PRIORITY,
-    DHCPCD_CONF,
-    WIFI_KEYFILE,
-    WIFI_METRIC,
-    WIRED_KEYFILE,
-    WIRED_METRIC,
-    WPA_SUPPLICANT_CONF,
-    NetworkError,
-    Rendered,
-    detect_backend,
-    dhcpcd_conf,
-    keyfiles,
-    network_files,
-    wifi_keyfile,
-    wired_keyfile,
-    wpa_psk,
-    wpa_supplicant_conf,
-)
-from tests.deploy.clusters import PSK, past_the_spec, small_cluster
+from picl.deploy import network
+from picl.deploy.network_files import WIFI_KEYFILE, WIRED_KEYFILE, keyfiles
+from picl.deploy.view import NodeView
+from picl.facts.node import Observed, Stat
+from picl.spec import Cluster
+from tests.deploy.clusters import PSK, small_cluster
+from tests.deploy.conftest import fresh_node, view
 
-# NetworkManager's command-line client reads and writes keyfiles without a daemon (>= 1.40):
-# this machine's if it has one, else a lab node's (they run NetworkManager, as boards do).
-NMCLI = os.environ.get("PICL_NMCLI") or shutil.which("nmcli")
-on_nmcli = (lambda test: test) if NMCLI else pytest.mark.lab
-Nmcli = Callable[[list[str], str], subprocess.CompletedProcess[str]]
+ROOT_600 = Stat("root", "root", "0600", 0, 0, "regular file")
 
 
-@pytest.fixture
-def nmcli(request: pytest.FixtureRequest) -> Nmcli:
-    """Run nmcli with these arguments and stdin, where there is one."""
-    if NMCLI:
-        return lambda args, text: subprocess.run([NMCLI, *args], input=text, capture_output=True,
-                                                 text=True, timeout=30)
-    lab = request.getfixturevalue("lab")
-    return lambda args, text: lab.ssh("node0", shlex.join(["nmcli", *args]), input=text,
-                                      check=False, timeout=30)
-
-# /etc/dhcpcd.conf as Raspberry Pi OS bullseye ships it (abridged), examples commented out.
-DHCPCD_STOCK = """\
-# A sample configuration for dhcpcd.
-# See dhcpcd.conf(5) for details.
-hostname
-clientid
-persistent
-option rapid_commit
-option domain_name_servers, domain_name, domain_search, host_name
-require dhcp_server_identifier
-slaac private
-
-# Example static IP configuration:
-#interface eth0
-#static ip_address=192.168.0.10/24
-#static routers=192.168.0.1"""
+def bookworm(name: str = "node1") -> Observed:
+    """A Raspberry Pi OS bookworm node: NetworkManager enabled, picl's profiles not there yet."""
+    observed = fresh_node(name)
+    observed.units = {"NetworkManager.service": ("enabled", "active")}
+    observed.existing = {"/usr/sbin/NetworkManager", "/usr/sbin/wpa_supplicant"}
+    return observed
 
 
-def keyfile(text: str) -> configparser.ConfigParser:
-    """A keyfile read back as the .ini file it is (duplicate sections or keys are errors)."""
-    parser = configparser.ConfigParser(interpolation=None, strict=True)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(text)
-    return parser
+def converged(cluster: Cluster, name: str = "node1") -> Observed:
+    observed = bookworm(name)
+    wired, wifi = keyfiles(cluster, cluster.node(name))
+    observed.files[WIRED_KEYFILE] = wired.content
+    observed.digests[WIFI_KEYFILE] = hashlib.sha256(wifi.content.encode()).hexdigest()
+    observed.stats.update({WIRED_KEYFILE: ROOT_600, WIFI_KEYFILE: ROOT_600})
+    return observed
+
+
+def changes(cluster: Cluster, observed: Observed, name: str = "node1") -> dict:
+    return {c.resource: c for c in network.changes(view(cluster, name, observed))}
 
 
 @pytest.fixture
-def cluster(tmp_path: Path):
+def spec(tmp_path: Path) -> Cluster:
     return small_cluster(tmp_path)
 
 
-def test_wired_keyfile(cluster) -> None:
-    rendered = wired_keyfile(cluster, cluster.node("node1"))
-    assert (rendered.path, rendered.mode, rendered.sensitive) == (WIRED_KEYFILE, "0600", False)
-    parsed = keyfile(rendered.content)
-    assert parsed.sections() == ["connection", "ipv4", "ipv6"]
-    assert dict(parsed["connection"]) == {
-        "id": "picl-wired",
-        "uuid": parsed["connection"]["uuid"],
-        "type": "ethernet",
-        "interface-name": "eth0",
-        "autoconnect-priority": str(AUTOCONNECT_PRIORITY),
-    }
-    assert dict(parsed["ipv4"]) == {
-        "method": "manual",
-        "address1": "10.1.10.241/24",  # address/plen, and no gateway after it
-        "never-default": "true",
-        "route-metric": str(WIRED_METRIC),
-    }
-    assert dict(parsed["ipv6"]) == {"method": "link-local", "never-default": "true"}
-    assert "gateway" not in rendered.content
-    assert rendered.content.startswith(
-        "# picl: managed by picl (cluster.toml [network]); edit the spec, not this file\n"
-    )
+def commands(change) -> list[str]:
+    return [str(c) for step in change.steps for c in step.arguments.get("commands", [])]
 
 
-def test_wifi_keyfile(cluster) -> None:
-    rendered = wifi_keyfile(cluster, cluster.node("node1"))
-    assert rendered is not None
-    assert (rendered.path, rendered.mode, rendered.sensitive) == (WIFI_KEYFILE, "0600", True)
-    parsed = keyfile(rendered.content)
-    assert parsed.sections() == ["connection", "wifi", "wifi-security", "ipv4", "ipv6"]
-    assert parsed["connection"]["type"] == "wifi"
-    assert "interface-name" not in parsed["connection"]  # whichever Wi-Fi device the board has
-    assert dict(parsed["wifi"]) == {"mode": "infrastructure", "ssid": "ato-2020"}
-    assert dict(parsed["wifi-security"]) == {"key-mgmt": "wpa-psk", "psk": PSK}
-    for family in ("ipv4", "ipv6"):
-        assert dict(parsed[family]) == {"method": "auto", "route-metric": str(WIFI_METRIC)}
+def test_profiles_are_written_600_and_brought_up_under_the_switch(spec: Cluster) -> None:
+    found = changes(spec, bookworm())
+    wired = found["network picl-wired.nmconnection"]
+    wifi = found["network picl-wifi.nmconnection"]
+    assert (wired.action, wifi.action) == ("create", "create")
+    assert wired.steps[0].arguments["mode"] == wifi.steps[0].arguments["mode"] == "0600"
+    assert "+address1=10.1.10.241/24" in wired.diff.splitlines()
+    assert wired.guard is wifi.guard is network.GUARDS["networkmanager"]
+    # NetworkManager is told once, after the last file: reload, then each profile up.
+    up = commands(wifi)
+    assert up[0] == "nmcli connection reload"
+    assert up[1].startswith("nmcli --wait 30 connection up uuid ")
+    assert up[2].startswith("if nmcli -t -f TYPE device | grep -qx wifi; then ")
+    assert commands(wired) == []
 
 
-def test_the_default_route_can_only_go_through_wifi(cluster) -> None:
-    wired, wifi = (keyfile(r.content) for r in keyfiles(cluster, cluster.node("node2")))
-    assert wired["ipv4"]["never-default"] == wired["ipv6"]["never-default"] == "true"
-    assert "never-default" not in wifi["ipv4"] and "never-default" not in wifi["ipv6"]
-    assert WIFI_METRIC > WIRED_METRIC  # NetworkManager's defaults; only Wi-Fi has a default
+def test_the_wifi_key_never_shows(spec: Cluster) -> None:
+    wifi = changes(spec, bookworm())["network picl-wifi.nmconnection"]
+    assert wifi.sensitive and wifi.diff == ""
+    assert PSK not in repr(wifi.attributes) + repr([str(c) for c in commands(wifi)])
 
 
-def test_profiles_are_stable_per_node(cluster, tmp_path: Path) -> None:
-    again = small_cluster(tmp_path)
-    node1, node2 = cluster.node("node1"), cluster.node("node2")
-    assert keyfiles(cluster, node1) == keyfiles(again, node1)
-    uuids = {keyfile(r.content)["connection"]["uuid"] for n in (node1, node2)
-             for r in keyfiles(cluster, n)}
-    assert len(uuids) == 4
+def test_a_converged_node_has_no_change(spec: Cluster) -> None:
+    assert changes(spec, converged(spec)) == {}
 
 
-def test_no_wifi_no_wifi_files(tmp_path: Path) -> None:
-    cluster = small_cluster(tmp_path, ssid=None, psk=None)
-    node = cluster.node("node1")
-    assert [r.path for r in keyfiles(cluster, node)] == [WIRED_KEYFILE]
-    assert wpa_supplicant_conf(cluster, node) is None
-    assert [r.path for r in network_files(cluster, node, "dhcpcd", DHCPCD_STOCK)] == [DHCPCD_CONF]
-    assert [r.path for r in network_files(cluster, node, "networkmanager")] == [WIRED_KEYFILE]
+def test_a_changed_wifi_key_is_found_by_its_digest(tmp_path: Path) -> None:
+    old = small_cluster(tmp_path, psk="an older passphrase")
+    observed = converged(old)
+    new = small_cluster(tmp_path)
+    found = changes(new, observed)
+    assert list(found) == ["network picl-wifi.nmconnection"]
+    assert found["network picl-wifi.nmconnection"].action == "update"
 
 
-# SSIDs and keys as NetworkManager 1.42 itself writes them (`nmcli --offline connection add`).
-KEYFILE_SSIDS = {
-    "plain": ("ato-2020", "ato-2020"),
-    "space inside": ("my net", "my net"),
-    "space at the end": ("trail ", "trail "),
-    "space at the start": (" lead", "\\slead"),
-    "semicolon": ("a;b", "a\\\\;b"),
-    "backslash": ("a\\b", "a\\\\b"),
-    "hash and equals": ("x#y=z", "x#y=z"),
-    "not ascii": ("ça", "195;167;97;"),
-    "tab": ("a\ttab", "97;9;116;97;98;"),
-}
+def test_a_readable_profile_is_an_update_of_its_mode(spec: Cluster) -> None:
+    observed = converged(spec)
+    observed.stats[WIRED_KEYFILE] = Stat("root", "root", "0644", 0, 0, "regular file")
+    (change,) = changes(spec, observed).values()
+    assert [(a.name, a.before, a.after) for a in change.attributes] == [("mode", "0644", "0600")]
+    assert change.diff == ""
 
 
-@pytest.mark.parametrize(("ssid", "written"), KEYFILE_SSIDS.values(), ids=KEYFILE_SSIDS.keys())
-def test_keyfile_ssids(ssid: str, written: str, tmp_path: Path) -> None:
-    cluster = past_the_spec(small_cluster(tmp_path), ssid=ssid)
-    rendered = wifi_keyfile(cluster, cluster.node("node1"))
-    assert rendered is not None
-    assert f"\nssid={written}\n" in rendered.content
+def test_wifi_dropped_from_the_spec_removes_picl_s_profile(spec: Cluster, tmp_path: Path) -> None:
+    observed = converged(spec)
+    (tmp_path / "wired").mkdir()
+    wired_only = small_cluster(tmp_path / "wired", ssid=None)
+    found = changes(wired_only, observed)
+    assert found["network picl-wifi.nmconnection"].action == "remove"
+    assert commands(found["network picl-wifi.nmconnection"])[0] == f"rm -f {WIFI_KEYFILE}"
 
 
-@pytest.mark.parametrize(("psk", "written"), [
-    (PSK, PSK),
-    (" p\\s;k#\"x ", "\\sp\\\\s;k#\"x "),
-    ("0123456789abcdef" * 4, "0123456789abcdef" * 4),
+def test_without_secrets_wifi_is_left_as_it_is(tmp_path: Path) -> None:
+    spec = small_cluster(tmp_path, psk=None)
+    assert list(changes(spec, bookworm())) == ["network picl-wired.nmconnection"]
+
+
+@pytest.mark.parametrize(("units", "existing", "error"), [
+    ({}, set(), "no supported network backend"),
+    ({"NetworkManager.service": ("enabled", "active"), "dhcpcd.service": ("enabled", "active")},
+     {"/usr/sbin/NetworkManager", "/etc/dhcpcd.conf"}, "both NetworkManager and dhcpcd"),
+    # A unit that is not installed reads as neither enabled nor active.
+    ({"NetworkManager.service": ("inactive", "")}, {"/usr/sbin/NetworkManager"},
+     "no supported network backend"),
 ])
-def test_keyfile_keys(psk: str, written: str, tmp_path: Path) -> None:
-    cluster = small_cluster(tmp_path, psk=psk)
-    rendered = wifi_keyfile(cluster, cluster.node("node1"))
-    assert rendered is not None
-    assert f"\npsk={written}\n" in rendered.content
+def test_an_unknown_backend_blocks_the_network_with_what_was_found(
+        spec: Cluster, units: dict, existing: set, error: str) -> None:
+    observed = fresh_node()
+    observed.units, observed.existing = units, existing
+    (change,) = changes(spec, observed).values()
+    assert change.resource == "network" and error in change.blocked and change.steps == ()
 
 
-@on_nmcli
-@pytest.mark.parametrize(("ssid", "psk"), [
-    ("ato-2020", PSK),
-    *((ssid, " p\\s;k#\"x ") for ssid, _ in KEYFILE_SSIDS.values()),
-])
-def test_networkmanager_reads_the_keyfiles_as_written(ssid: str, psk: str, tmp_path: Path,
-                                                      nmcli: Nmcli) -> None:
-    """nmcli --offline parses a keyfile from stdin, checks it and writes it back normalised:
-    every key picl wrote must come back with the same value (unknown keys would be dropped)."""
-    cluster = small_cluster(tmp_path, ssid=ssid, psk=psk)
-    for rendered in keyfiles(cluster, cluster.node("node1")):
-        ours = keyfile(rendered.content)
-        run = nmcli(["--offline", "connection", "modify", "connection.id",
-                     ours["connection"]["id"]], rendered.content)
-        assert run.returncode == 0, run.stderr
-        theirs = keyfile(run.stdout)
-        for section in ours.sections():
-            assert dict(ours[section]).items() <= dict(theirs[section]).items(), section
+def test_bullseye_gets_dhcpcd_and_wpa_supplicant(spec: Cluster) -> None:
+    observed = fresh_node()
+    observed.units = {"dhcpcd.service": ("enabled", "active")}
+    observed.existing = {"/usr/sbin/dhcpcd", "/etc/dhcpcd.conf", "/sbin/wpa_supplicant"}
+    observed.files["/etc/dhcpcd.conf"] = "hostname\n"
+    found = changes(spec, observed)
+    assert list(found) == ["network dhcpcd.conf", "network wpa_supplicant.conf"]
+    assert found["network dhcpcd.conf"].diff.splitlines()[-1] == "+# END picl"
+    assert found["network wpa_supplicant.conf"].sensitive
+    assert commands(found["network wpa_supplicant.conf"]) == ["systemctl restart dhcpcd"]
+    assert found["network dhcpcd.conf"].guard == network.GUARDS["dhcpcd"]
 
 
-def test_dhcpcd_block_appended_to_the_stock_file(cluster) -> None:
-    rendered = dhcpcd_conf(cluster, cluster.node("node1"), DHCPCD_STOCK)
-    assert (rendered.path, rendered.mode, rendered.sensitive) == (DHCPCD_CONF, "0644", False)
-    assert rendered.content.startswith(DHCPCD_STOCK + "\n")  # every stock line kept
-    added = rendered.content[len(DHCPCD_STOCK) + 1 :].splitlines()
-    assert added[0].startswith("# BEGIN picl") and added[-1] == "# END picl"
-    statements = [line for line in added if line and not line.startswith("#")]
-    assert statements == ["interface eth0", "static ip_address=10.1.10.241/24", "nogateway"]
-    assert dhcpcd_conf(cluster, cluster.node("node1"), rendered.content) == rendered
-
-
-def test_dhcpcd_block_replaced_where_it_is(cluster, tmp_path: Path) -> None:
-    before = dhcpcd_conf(cluster, cluster.node("node1"), DHCPCD_STOCK).content
-    other = small_cluster(tmp_path, interface="end0")
-    after = dhcpcd_conf(other, other.node("node1"), before).content
-    assert after == before.replace("\ninterface eth0\n", "\ninterface end0\n")
-
-
-def test_dhcpcd_statements_are_dhcpcd_conf_syntax(cluster) -> None:
-    """dhcpcd.conf(5): `interface NAME` starts the interface's options; `static
-    ip_address=ADDRESS/CIDR` sets it with no DHCP; `nogateway` installs no default route."""
-    text = dhcpcd_conf(cluster, cluster.node("node2"), "").content
-    statements = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert re.fullmatch(r"interface [A-Za-z0-9_.-]+", statements[0])
-    assert re.fullmatch(r"static ip_address=\d+\.\d+\.\d+\.\d+/\d+", statements[1])
-    assert statements[2:] == ["nogateway"]
-    assert "routers" not in text
-
-
-def test_a_foreign_stanza_for_the_wired_interface_is_refused(cluster) -> None:
-    current = DHCPCD_STOCK + "\ninterface eth0\nstatic ip_address=10.1.10.99/24\nstatic routers=10.1.10.1\n"
-    with pytest.raises(NetworkError, match=r"node1: /etc/dhcpcd.conf line 15 already configures eth0"):
-        dhcpcd_conf(cluster, cluster.node("node1"), current)
-    other = DHCPCD_STOCK + "\ninterface wlan1\nmetric 400\n"  # another interface is not ours
-    assert dhcpcd_conf(cluster, cluster.node("node1"), other).content.startswith(other)
-
-
-def test_wpa_supplicant_conf(cluster) -> None:
-    rendered = wpa_supplicant_conf(cluster, cluster.node("node1"))
-    assert rendered is not None
-    assert (rendered.path, rendered.mode, rendered.sensitive) == (WPA_SUPPLICANT_CONF, "0600", True)
-    assert rendered.content.splitlines() == [
-        "# picl: managed by picl (cluster.toml [network.wifi]); edit the spec, not this file",
-        "ctrl_interface=DIR=/var/run/wpa_supplicant GROUP=netdev",
-        "country=US",
-        "",
-        "network={",
-        '\tssid="ato-2020"',
-        "\tkey_mgmt=WPA-PSK",
-        f"\tpsk={wpa_psk(b'ato-2020', PSK)}",
-        "}",
-    ]
-    assert PSK not in rendered.content  # the derived key only, as wpa_passphrase prints it
-
-
-@pytest.mark.parametrize(("ssid", "passphrase", "psk"), [
-    # IEEE 802.11i-2004, H.4.3: passphrase-to-PSK test vectors.
-    (b"IEEE", "password", "f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e"),
-    (b"ThisIsASSID", "ThisIsAPassword", "0dc0d6eb90555ed6419756b9a15ec3e3209b63df707dd508d14581f8982721af"),
-    # What `wpa_passphrase ato-2020 'correct horse battery staple'` prints.
-    (b"ato-2020", PSK, "503a01b94b0146aa90e94eba550f1b6db8474778a36363cd50ef757ec4518df5"),
-    (b"any", "0123456789ABCDEF" * 4, "0123456789abcdef" * 4),  # already a key: as is
-])
-def test_wpa_psk(ssid: bytes, passphrase: str, psk: str) -> None:
-    assert wpa_psk(ssid, passphrase) == psk
-
-
-@pytest.mark.parametrize(("ssid", "line"), [
-    ("my net", '\tssid="my net"'),
-    ('say "hi"', "\tssid=7361792022686922"),  # hex: no quote to get wrong
-    ("ça", "\tssid=c3a761"),
-])
-def test_wpa_supplicant_ssids(ssid: str, line: str, tmp_path: Path) -> None:
-    cluster = small_cluster(tmp_path, ssid=ssid)
-    rendered = wpa_supplicant_conf(cluster, cluster.node("node1"))
-    assert rendered is not None
-    assert line in rendered.content.splitlines()
-
-
-@pytest.mark.parametrize("psk", ["short", "x" * 64, "tøøøøøøøøøøø", "line\nbreak!!"])
-def test_a_key_wpa_cannot_use_is_refused_without_showing_it(psk: str, tmp_path: Path) -> None:
-    cluster = past_the_spec(small_cluster(tmp_path), psk=psk)
-    for render in (wifi_keyfile, wpa_supplicant_conf):
-        with pytest.raises(NetworkError) as raised:
-            render(cluster, cluster.node("node1"))
-        assert "secret 'wifi_psk' is not a WPA key" in str(raised.value)
-        assert psk not in str(raised.value)
-
-
-def test_without_secrets_wifi_cannot_be_rendered(tmp_path: Path) -> None:
-    cluster = small_cluster(tmp_path, psk=None)
-    with pytest.raises(NetworkError, match="node1: the Wi-Fi key \\(secret 'wifi_psk'\\) is not loaded"):
-        keyfiles(cluster, cluster.node("node1"))
-    assert wired_keyfile(cluster, cluster.node("node1")).content  # the wired side needs none
-
-
-def test_secrets_never_show(cluster) -> None:
-    node = cluster.node("node1")
-    files = [*keyfiles(cluster, node), *network_files(cluster, node, "dhcpcd", "")]
-    derived = wpa_psk(b"ato-2020", PSK)
-    for rendered in files:
-        for shown in (repr(rendered), str(rendered), repr(files), rendered.shown if rendered.sensitive else ""):
-            assert PSK not in shown and derived not in shown
-    assert [r.path for r in files if r.sensitive] == [WIFI_KEYFILE, WPA_SUPPLICANT_CONF]
-    assert {r.shown for r in files if r.sensitive} == {"(sensitive)"}
-
-
-def test_plain_files_show_their_content() -> None:
-    rendered = Rendered("/etc/x", "a\n")
-    assert rendered.shown == "a\n"
-    assert repr(rendered) == "Rendered(path='/etc/x', mode='0644', content='a\\n')"
-
-
-BOOKWORM = ({"NetworkManager.service"}, {"/usr/sbin/NetworkManager", "/usr/sbin/wpa_supplicant"})
-BULLSEYE = ({"dhcpcd.service"}, {"/usr/sbin/dhcpcd", "/etc/dhcpcd.conf", "/sbin/wpa_supplicant",
-                                 "/usr/sbin/NetworkManager"})  # installed, not enabled
-
-
-@pytest.mark.parametrize(("units", "files", "backend"), [
-    (*BOOKWORM, "networkmanager"),
-    (*BULLSEYE, "dhcpcd"),
-])
-def test_backend_detected(units: set[str], files: set[str], backend: str) -> None:
-    assert detect_backend("node1", units, files, wifi=True) == backend
-
-
-@pytest.mark.parametrize(("units", "files", "message"), [
-    ({"NetworkManager.service", "dhcpcd.service"}, BULLSEYE[1],
-     "node1: both NetworkManager and dhcpcd are enabled"),
-    (set(), set(), "node1: no supported network backend (found: neither)"),
-    ({"systemd-networkd.service"}, set(), "node1: no supported network backend (found: systemd-networkd"),
-    ({"dhcpcd.service"}, {"/etc/dhcpcd.conf"}, "node1: dhcpcd runs but wpa_supplicant is not installed"),
-])
-def test_backend_refused(units: set[str], files: set[str], message: str) -> None:
-    with pytest.raises(NetworkError) as raised:
-        detect_backend("node1", units, files, wifi=True)
-    assert str(raised.value).startswith(message)
-
-
-def test_dhcpcd_without_wifi_needs_no_wpa_supplicant() -> None:
-    assert detect_backend("node1", {"dhcpcd.service"}, {"/etc/dhcpcd.conf"}) == "dhcpcd"
-
-
-def test_keyfile_ssid_length_is_in_bytes(tmp_path: Path) -> None:
-    cluster = small_cluster(tmp_path, ssid="é" * 17)  # 17 characters, 34 bytes
-    with pytest.raises(NetworkError, match="34 bytes; at most 32"):
-        wifi_keyfile(cluster, cluster.node("node1"))
-
+def test_the_backend_is_read_from_the_node(spec: Cluster) -> None:
+    node: NodeView = view(spec, "node1", bookworm())
+    assert network.backend(node) == "networkmanager"

@@ -10,10 +10,10 @@ import pytest
 from pydantic import SecretStr
 from pyinfra.api import StringCommand
 
-from picl.deploy import boot, keys, leds, mounts, names, packages, shares, ssh, time, users
+from picl.deploy import boot, clock, keys, leds, mounts, names, packages, shares, ssh_access, users
 from picl.deploy.changes import BEGIN, END, Step, block_lines, with_block
 from picl.deploy.commands import apt_install
-from picl.deploy.network import wpa_psk
+from picl.deploy.network_files import wpa_psk
 from picl.deploy.plan import needed, plan_node
 from picl.deploy.view import ClusterFacts
 from picl.facts.node import Account
@@ -153,8 +153,8 @@ def test_target_per_node(cluster: Cluster) -> None:
 
 
 def test_primary_serves_time_and_workers_prefer_it(cluster: Cluster) -> None:
-    primary = time.chrony_conf(view(cluster, "node0", fresh_node("node0")))
-    worker = time.chrony_conf(view(cluster, "node1", fresh_node()))
+    primary = clock.chrony_conf(view(cluster, "node0", fresh_node("node0")))
+    worker = clock.chrony_conf(view(cluster, "node1", fresh_node()))
     assert "allow 10.1.10.0/24\n" in primary and "local stratum 10\n" in primary
     assert "pool 0.debian.pool.ntp.org iburst\n" in primary
     assert worker.index("server 10.1.10.240 iburst prefer") < worker.index("pool ")
@@ -162,7 +162,7 @@ def test_primary_serves_time_and_workers_prefer_it(cluster: Cluster) -> None:
 
 
 def test_timezone(cluster: Cluster) -> None:
-    change = by_resource(time.changes(view(cluster, "node1", fresh_node())))["timezone"]
+    change = by_resource(clock.changes(view(cluster, "node1", fresh_node())))["timezone"]
     assert (change.attributes[0].before, change.attributes[0].after) == (
         "Etc/UTC", "America/New_York")
 
@@ -200,7 +200,7 @@ def test_authorized_keys_keep_foreign_keys(cluster: Cluster) -> None:
     observed = fresh_node()
     observed.accounts["federico"] = Account("federico", 1000, 1000, "/home/federico", "/bin/bash")
     observed.user_files[("authorized_keys", "federico")] = "ssh-rsa AAAAforeign bob\n"
-    found = by_resource(ssh.changes(view(cluster, "node1", observed,
+    found = by_resource(ssh_access.changes(view(cluster, "node1", observed,
                                          github_keys={"flucifredi": []},
                                          cluster_keys={"federico": PAIR})))
     text = found["authorized_keys federico"].steps[1].arguments["src"].getvalue()
@@ -214,7 +214,7 @@ def test_unresolved_github_user_removes_no_key(cluster: Cluster) -> None:
     observed.accounts["federico"] = Account("federico", 1000, 1000, "/home/federico", "/bin/bash")
     observed.user_files[("authorized_keys", "federico")] = with_block(
         None, ["ssh-ed25519 AAAAfromgithub gh"])
-    change = by_resource(ssh.changes(view(cluster, "node1", observed)))["authorized_keys federico"]
+    change = by_resource(ssh_access.changes(view(cluster, "node1", observed)))["authorized_keys federico"]
     after = change.steps[1].arguments["src"].getvalue()
     assert "ssh-ed25519 AAAAfromgithub gh" in block_lines(after)
 
@@ -223,7 +223,7 @@ def test_known_hosts_pin_every_name_and_keep_unreachable_nodes(cluster: Cluster)
     observed = fresh_node()
     observed.files["/etc/ssh/ssh_known_hosts"] = with_block(
         None, ["node2,node2.cluster,10.1.10.242 ssh-ed25519 AAAAold2"])
-    lines = ssh.known_hosts_lines(view(cluster, "node1", observed))
+    lines = ssh_access.known_hosts_lines(view(cluster, "node1", observed))
     assert lines == ["node1,node1.cluster,10.1.10.241 ssh-ed25519 AAAAkeynode1",
                      "node2,node2.cluster,10.1.10.242 ssh-ed25519 AAAAold2"]
 
@@ -248,7 +248,7 @@ def test_whole_node_plan_is_ordered_users_first(cluster: Cluster) -> None:
 def test_renamed_user_keeps_the_keys_of_the_stock_user(cluster: Cluster) -> None:
     observed = fresh_node()
     observed.user_files[("authorized_keys", "picocluster")] = "ssh-rsa AAAAforeign bob\n"
-    change = by_resource(ssh.changes(view(cluster, "node1", observed,
+    change = by_resource(ssh_access.changes(view(cluster, "node1", observed,
                                           github_keys={"flucifredi": []})))
     text = change["authorized_keys federico"].steps[1].arguments["src"].getvalue()
     assert text.splitlines()[0] == "ssh-rsa AAAAforeign bob"
@@ -373,7 +373,7 @@ def test_a_failed_install_names_the_packages_last(tmp_path: Path, packages_: lis
 
 
 def test_a_cluster_key_not_generated_yet_is_planned_without_a_step(cluster: Cluster) -> None:
-    found = by_resource(ssh.changes(view(cluster, "node1", fresh_node(),
+    found = by_resource(ssh_access.changes(view(cluster, "node1", fresh_node(),
                                          github_keys={"flucifredi": []})))
     change = found["cluster_key federico"]
     assert (change.action, change.steps) == ("create", ())

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from picl.reconciler import status as st
+from picl.reconciler.client import read_records
 from picl.reconciler.paths import Paths
-from picl.reconciler.primary import read_records
 from picl.reconciler.status import HISTORY, Result, Status
 from picl.reconciler.store import Store
 from tests.nobody import as_nobody, open_directory

@@ -51,7 +51,7 @@ def read_records(paths: Paths) -> str:
             'read it: run picl status with sudo" >&2; exit 1; fi; echo; done')
 
 
-class Agent:
+class AgentClient:
     """The agent's files, wherever they are; `where` names it in messages."""
 
     def __init__(self, paths: Paths, primary: Node | None = None,

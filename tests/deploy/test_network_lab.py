@@ -23,8 +23,8 @@ KEYFILES = "/etc/NetworkManager/system-connections"
 
 @pytest.fixture(scope="module")
 def risky(lab_host: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Risky]:
-    with running_lab(session_lab_name("links")) as lab:
-        yield Risky(lab, tmp_path_factory.mktemp("links"))
+    with running_lab(session_lab_name("network")) as lab:
+        yield Risky(lab, tmp_path_factory.mktemp("network"))
 
 
 def active(risky: Risky, node: str) -> str:
