@@ -184,7 +184,8 @@ def test_keyfile_keys(psk: str, written: str, tmp_path: Path) -> None:
 @on_nmcli
 @pytest.mark.parametrize(("ssid", "psk"), [
     ("ato-2020", PSK),
-    *((ssid, " p\\s;k#\"x ") for ssid, _ in KEYFILE_SSIDS.values()),
+    # A control character never passes the spec (tests/spec): only the renderer meets one.
+    *((ssid, " p\\s;k#\"x ") for ssid, _ in KEYFILE_SSIDS.values() if ssid.isprintable()),
 ])
 def test_networkmanager_reads_the_keyfiles_as_written(ssid: str, psk: str, tmp_path: Path,
                                                       nmcli: Nmcli) -> None:
