@@ -1,6 +1,6 @@
 """One converge at a time per cluster, whoever starts it (a person's apply or the agent).
 
-The lock is a file in a directory only root may enter (`/run/lock/picl`, 0700): no other user
+The lock is a file in a directory only root may enter (`/run/picl/lock`, 0700): no other user
 can hold the lock, read it, or point it at another file. Anything else found there (a
 directory someone else made or may write in, a symbolic link, a file not root's) is refused,
 never followed or truncated.
@@ -26,7 +26,9 @@ from pathlib import Path
 from picl.errors import PiclError
 
 LOCK_DIR_ENV = "PICL_LOCK_DIR"
-DEFAULT_LOCK_DIR = Path("/run/lock/picl")
+# Under /run, which only root may write in: in the world-writable /run/lock anyone could make
+# the directory first after a boot, and picl would refuse it (a converge denied to root).
+DEFAULT_LOCK_DIR = Path("/run/picl/lock")
 POLL = 0.5  # seconds between two tries while waiting for the lock
 
 
@@ -82,7 +84,7 @@ class LockHeld(PiclError):
 
 
 def lock_directory() -> Path:
-    """Where the converge locks are: $PICL_LOCK_DIR (tests, labs), else /run/lock/picl."""
+    """Where the converge locks are: $PICL_LOCK_DIR (tests, labs), else /run/picl/lock."""
     return Path(os.environ.get(LOCK_DIR_ENV) or DEFAULT_LOCK_DIR)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from picl.deploy.lock import Holder, LockHeld, as_duration, converging, moment
+from picl.deploy.lock import DEFAULT_LOCK_DIR, Holder, LockHeld, as_duration, converging, moment
 from picl.errors import PiclError
 from tests.conftest import SPEC
 from tests.nobody import NOBODY, as_nobody, open_directory
@@ -287,3 +287,13 @@ def test_a_lock_timeout_that_is_not_a_duration_is_a_usage_error(tmp_path: Path,
     out, err = picl_apply("--lock-timeout", value, directory=tmp_path).communicate(timeout=120)
     assert "Invalid value for '--lock-timeout'" in err and "is not a duration" in err
     assert "Traceback" not in err
+
+
+def test_the_default_lock_directory_is_where_only_root_may_create_it() -> None:
+    # In /run/lock (mode 1777) anyone could make picl's directory first and deny every converge.
+    parent = next(p for p in DEFAULT_LOCK_DIR.parents if p.exists())
+    assert parent != Path("/run/lock")
+    for ancestor in (parent, *parent.parents):
+        info = ancestor.stat()
+        assert info.st_uid == 0 and not info.st_mode & 0o022, ancestor
+
