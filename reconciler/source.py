@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import git
 
 from picl.reconciler.errors import Stalled, Waiting
+from picl.spec.checks import GIT_HELPER
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ QUIET = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"}
 PROTOCOLS = {"protocol.allow": "never", "protocol.ssh.allow": "always",
              "protocol.https.allow": "always"}
 SSH_SCHEMES = ("ssh", "git+ssh", "ssh+git")
-HELPER = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*::")  # TRANSPORT::ADDRESS, a remote helper's
 SCP_LIKE = re.compile(r"(?:[^@/]*@)?(?P<host>\[[^\]/]+\]|[^:/\[]+):.*", re.DOTALL)
 
 Ancestry = Callable[[str, str], bool]
@@ -93,7 +93,7 @@ def ssh_host(url: str) -> str | None:
             return None
         host = parts.hostname
     else:  # scp-like, as git reads it: [user@]host:path, a colon before any slash
-        if HELPER.match(url):
+        if GIT_HELPER.match(url):
             return None
         scp = SCP_LIKE.fullmatch(url)
         if not scp:

@@ -38,7 +38,8 @@ UPSTREAM_URL = re.compile(
     rf"^(?:ssh|https)://(?:{_GIT_USER}@)?{_GIT_HOST}(?::([1-9][0-9]{{0,4}}))?/{_GIT_PATH_CHAR}*$"
 )
 UPSTREAM_SCP = re.compile(rf"^(?:{_GIT_USER}@)?{_GIT_HOST}:(?![:-]){_GIT_PATH_CHAR}+$")
-_GIT_HELPER = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)::")
+# TRANSPORT::ADDRESS: git runs git-remote-TRANSPORT on it (the agent reads it so as well).
+GIT_HELPER = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)::")
 
 # Mount points and exports that would take the system down with them.
 SYSTEM_PATHS = frozenset(
@@ -276,7 +277,7 @@ def upstream(value: str) -> str:
     """A git URL over ssh or https: ssh://[USER@]HOST[:PORT]/PATH, [USER@]HOST:PATH or
     https://HOST[:PORT]/PATH."""
     hint = "use ssh://[user@]host[:port]/path, user@host:path or https://host[:port]/path"
-    helper, url = _GIT_HELPER.match(value), UPSTREAM_URL.fullmatch(value)
+    helper, url = GIT_HELPER.match(value), UPSTREAM_URL.fullmatch(value)
     scheme = value.split("://")[0] if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", value) else None
     if re.match(r"^(?:[A-Za-z0-9+.-]*://)?(?:[^@/]*@)?-", value):
         why = "a user or host starting with '-' is read as an option by git or ssh"
