@@ -24,12 +24,12 @@ from typing import Any, TypeVar, cast
 
 from picl.deploy import confirm, github, keys
 from picl.deploy.changes import Change, Guard, NodePlan, Step
-from picl.deploy.connection import Connection
 from picl.deploy.plan import Plan, plan_node, probe
-from picl.deploy.remote import ask
 from picl.deploy.view import ClusterFacts
 from picl.facts.node import Probe, parse, script
 from picl.spec import Cluster, Node
+from picl.transport.connection import Connection
+from picl.transport.remote import ask
 
 READ_TIMEOUT = 60  # seconds for a node to answer the plan's one command
 APPLY_TIMEOUT = 1800  # an apt install on a slow SD card takes minutes, not hours
@@ -118,8 +118,8 @@ def _last(logs: list[str]) -> str:
 def read_nodes(items: dict[str, tuple[Node, Probe]], connection: Connection) -> Iterator[Outcome]:
     """Every node's state, read at once: the NodeState fact's one command per node.
 
-    Run with OpenSSH (deploy.remote) rather than through pyinfra: a plan, the apply after it
-    and the next plan reuse one connection per node (see deploy.connection).
+    Run with OpenSSH (transport.remote) rather than through pyinfra: a plan, the apply after it
+    and the next plan reuse one connection per node (see transport.connection).
     """
     commands = {name: (str(node.address), script(what)) for name, (node, what) in items.items()}
     for reply in ask(commands, connection, READ_TIMEOUT, shared=True):

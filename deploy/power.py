@@ -18,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 
-from picl.deploy.connection import Connection
-from picl.deploy.remote import Reply, ask
 from picl.errors import PiclError
 from picl.spec import Cluster, Node
+from picl.transport.connection import Connection
+from picl.transport.remote import Reply, ask
 
 BOOT_TIMEOUT = 300.0  # a Pi boots in about a minute; a slow SD card or fsck can take more
 HALT_TIMEOUT = 180.0  # systemd gives a stuck service 90s before it kills it, then halts

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from picl.deploy.connection import Connection
 from picl.reconciler import control
 from picl.reconciler.loop import Reconciler, Settings
 from picl.reconciler.paths import Paths
 from picl.reconciler.triggers import NodeWatcher, Triggers, watch_files
 from picl.spec import Cluster
+from picl.transport.connection import Connection
 
 log = logging.getLogger(__name__)
 

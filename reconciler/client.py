@@ -12,11 +12,11 @@ import shlex
 import subprocess
 from typing import Any
 
-from picl.deploy.connection import Connection
 from picl.errors import PiclError
 from picl.reconciler.paths import Paths
 from picl.reconciler.status import Cycle, Status, cycle_from_json
 from picl.spec import Node
+from picl.transport.connection import Connection
 
 TIMEOUT = 30.0  # seconds for one look at the agent
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from picl.deploy.connection import Connection
 from picl.deploy.lock import LockHeld, converging
 from picl.errors import PiclError, SpecError
 from picl.reconciler import status as st
@@ -28,6 +27,7 @@ from picl.reconciler.source import Source, fast_forward
 from picl.reconciler.store import Store, replace_file
 from picl.reconciler.verify import allowed_signers, trusted_keys, verify
 from picl.spec import Cluster, load
+from picl.transport.connection import Connection
 
 if TYPE_CHECKING:  # pyinfra loads with the first plan, not with `picl status`
     from picl.deploy.converge import Outcome

@@ -15,11 +15,11 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from picl.deploy.connection import Connection
 from picl.reconciler.leds import service
 from picl.reconciler.leds.record import STATE_FILE, Record
 from picl.reconciler.status import Status
 from picl.spec import Cluster
+from picl.transport.connection import Connection
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from picl.deploy.connection import Connection
+from picl.transport.connection import Connection
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,19 @@
-"""The distribution: the built wheel installs picl.deploy/facts/reconciler under picl only."""
+"""The distribution: the built wheel installs picl.deploy/facts/transport/reconciler under picl
+only; an editable install maps them the same way."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+# Directories at the repository's root that install as picl.NAME.
+ROOT_PACKAGES = ("deploy", "facts", "transport", "reconciler")
 
 
 def test_wheel_installs_and_imports(tmp_path: Path) -> None:
@@ -19,7 +25,7 @@ def test_wheel_installs_and_imports(tmp_path: Path) -> None:
     )
     (wheel,) = wheels.glob("picl-*.whl")
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
-    assert "deploy" not in tops and "facts" not in tops and "reconciler" not in tops
+    assert not tops & set(ROOT_PACKAGES)
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
@@ -27,10 +33,11 @@ def test_wheel_installs_and_imports(tmp_path: Path) -> None:
         check=True, capture_output=True,
     )
     probe = (
-        "import picl, picl.deploy, picl.facts, picl.reconciler, picl.spec, picl.cli\n"
+        "import picl, picl.deploy, picl.facts, picl.transport, picl.reconciler, picl.spec\n"
+        "import picl.cli\n"
         "from importlib.resources import files\n"
         "assert (files('picl') / 'starter.toml').is_file()\n"
-        "print(picl.__file__, picl.deploy.__file__)\n"
+        "print(picl.__file__, picl.deploy.__file__, picl.transport.__file__)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],
@@ -38,4 +45,15 @@ def test_wheel_installs_and_imports(tmp_path: Path) -> None:
         cwd=tmp_path, check=True, capture_output=True, text=True,
     ).stdout
     assert out.split() == [str(target / "picl" / "__init__.py"),
-                           str(target / "picl" / "deploy" / "__init__.py")]
+                           str(target / "picl" / "deploy" / "__init__.py"),
+                           str(target / "picl" / "transport" / "__init__.py")]
+
+
+def test_an_editable_install_maps_each_root_directory_under_picl() -> None:
+    import picl
+
+    if Path(picl.__file__).resolve().parents[1] != ROOT:
+        pytest.skip("picl is not installed editable from this checkout")
+    for name in ROOT_PACKAGES:
+        module = importlib.import_module(f"picl.{name}")
+        assert module.__file__ and Path(module.__file__).resolve() == ROOT / name / "__init__.py"

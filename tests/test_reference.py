@@ -290,7 +290,7 @@ def _documents() -> list[tuple[str, Any, str]]:
     from picl.deploy.converge import Outcome
     from picl.deploy.health import Check, Level, NodeHealth
     from picl.deploy.plan import Plan
-    from picl.deploy.remote import Reply
+    from picl.transport.remote import Reply
 
     change = Change("hosts", "update", (Attribute("default", "a", "b"),), diff="-a\n+b\n",
                     blocked="a foreign line")

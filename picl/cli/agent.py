@@ -198,8 +198,8 @@ def install(env: Env) -> int:
     repository to push to (/srv/picl/cluster.git), the secrets file, the agent's SSH key
     authorised on every node, and the agent's unit, enabled on boot. Again: upgrades in place.
     """
-    from picl.deploy.connection import Connection
     from picl.reconciler.install import install as run_install
+    from picl.transport.connection import Connection
 
     cluster = env.cluster
     secrets = env.secrets_file
@@ -228,10 +228,10 @@ def run() -> int:
 
     Only where `picl agent install` installed it: anywhere else it refuses and says what to run.
     """
-    from picl.deploy.connection import Connection
     from picl.reconciler.agent import run as run_agent
     from picl.reconciler.loop import Settings
     from picl.reconciler.source import upstream_ssh
+    from picl.transport.connection import Connection
 
     paths = Paths.from_environ()
     if os.environ.get("PICL_IN_LAB"):

@@ -15,11 +15,11 @@ from rich.markup import escape
 
 from picl.cli.env import Env, person
 from picl.deploy.changes import SENSITIVE, Change, NodePlan
-from picl.deploy.connection import Connection
 from picl.deploy.lock import Holder, LockHeld, as_duration, converging
 from picl.errors import PiclError
 from picl.exit import ExitStatus
 from picl.spec.checks import duration_seconds
+from picl.transport.connection import Connection
 
 if TYPE_CHECKING:  # pyinfra loads only when a command needs it: `picl --help` stays fast
     from picl.deploy.converge import Outcome, Target

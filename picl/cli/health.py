@@ -10,10 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from picl.cli.env import Env
-from picl.deploy.connection import Connection
 from picl.deploy.health import CHECKS, Check, Level, NodeHealth, check
-from picl.deploy.remote import node_set
 from picl.exit import ExitStatus
+from picl.transport.connection import Connection
+from picl.transport.remote import node_set
 
 COLOUR = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
 

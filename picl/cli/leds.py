@@ -79,7 +79,7 @@ def _on_node(env: Env, node: str, python: str) -> int:
     import shlex
     import subprocess
 
-    from picl.deploy.connection import Connection
+    from picl.transport.connection import Connection
 
     cluster = env.spec
     try:

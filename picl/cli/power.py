@@ -13,11 +13,11 @@ from rich.markup import escape
 
 from picl.cli.env import Env
 from picl.cli.run import node_option, selected_nodes
-from picl.deploy.connection import Connection
 from picl.deploy.power import Halted, PowerEvent, reboot, shut_down, silent, split
 from picl.errors import PiclError
 from picl.exit import ExitStatus
 from picl.spec import Node
+from picl.transport.connection import Connection
 
 COLOUR = {"back": "green", "off": "green", "already off": "green", "down": "dim",
           "failed": "red", "left running": "red"}

@@ -9,11 +9,11 @@ import click
 from rich.markup import escape
 
 from picl.cli.env import Env
-from picl.deploy.connection import Connection
-from picl.deploy.remote import RUN_TIMEOUT, Reply, cluster_user, folded, node_set, run
 from picl.errors import PiclError
 from picl.exit import ExitStatus
 from picl.spec import Node
+from picl.transport.connection import Connection
+from picl.transport.remote import RUN_TIMEOUT, Reply, cluster_user, folded, node_set, run
 
 node_option = click.option("--node", "nodes", multiple=True, metavar="N",
                            help="Only this node (repeatable).")

@@ -25,7 +25,7 @@ APPLY = """\
 import sys
 from picl.deploy import ssh_access
 from picl.deploy.commands import put, sh
-from picl.deploy.connection import Connection
+from picl.transport.connection import Connection
 from picl.deploy.converge import NodeFailure, apply_node
 from picl.spec import User, load
 

@@ -27,8 +27,8 @@ from picl.deploy.health import (
     node_health,
     readings,
 )
-from picl.deploy.remote import Reply
 from picl.spec import Cluster
+from picl.transport.remote import Reply
 
 # What node1 of a lab printed (a systemd-nspawn container: no chrony, no sensor, no NFS).
 LAB_NODE1 = """

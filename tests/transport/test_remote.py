@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from picl.deploy.remote import (
+from picl.spec import Cluster
+from picl.transport.remote import (
     NO_USER,
     STARTED,
     Reply,
@@ -18,7 +19,6 @@ from picl.deploy.remote import (
     folded,
     node_set,
 )
-from picl.spec import Cluster
 
 
 @pytest.mark.parametrize(("names", "folded_names"), [

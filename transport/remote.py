@@ -20,8 +20,8 @@ import time
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 
-from picl.deploy.connection import Connection
 from picl.spec import Cluster, Node, User
+from picl.transport.connection import Connection
 
 RUN_TIMEOUT = 60.0  # seconds for a `picl run` command, connection included
 # The remote side stops the command this long after the local deadline, should ssh's end vanish.
@@ -129,7 +129,7 @@ def ask(
     """Run remote shell text on every node at once; yield each reply as it comes.
 
     `commands` maps a node's name to its (address, remote shell text); `shared`: over each
-    node's shared connection (see deploy.connection).
+    node's shared connection (see transport.connection).
 
     With text from `as_user`, a reply's `status` is the command's own; with other text, ssh's
     (where 255 is taken as "could not connect").

@@ -10,7 +10,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from picl.deploy.connection import GLOBAL_KNOWN_HOSTS, Connection, for_paramiko
+from picl.transport.connection import GLOBAL_KNOWN_HOSTS, Connection, for_paramiko
 
 HOME = Path.home()
 SYSTEM = (Path("/etc/ssh/ssh_known_hosts"), Path("/etc/ssh/ssh_known_hosts2"))
