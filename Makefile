@@ -30,8 +30,8 @@ test: setup
 	$(BIN)/pytest
 
 lint: setup
-	$(BIN)/ruff check picl deploy facts transport reconciler tests
-	$(BIN)/mypy picl deploy facts transport reconciler
+	$(BIN)/ruff check picl deploy facts transport operate reconciler tests
+	$(BIN)/mypy picl deploy facts transport operate reconciler
 
 # The reference docs are generated from the code; a test fails when they are stale.
 docs: setup

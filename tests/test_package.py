@@ -1,5 +1,5 @@
-"""The distribution: the built wheel installs picl.deploy/facts/transport/reconciler under picl
-only; an editable install maps them the same way."""
+"""The distribution: the built wheel installs the root directories (deploy/, facts/, transport/,
+operate/, reconciler/) under picl only; an editable install maps them the same way."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Directories at the repository's root that install as picl.NAME.
-ROOT_PACKAGES = ("deploy", "facts", "transport", "reconciler")
+ROOT_PACKAGES = ("deploy", "facts", "transport", "operate", "reconciler")
 
 
 def test_wheel_installs_and_imports(tmp_path: Path) -> None:
@@ -33,8 +33,8 @@ def test_wheel_installs_and_imports(tmp_path: Path) -> None:
         check=True, capture_output=True,
     )
     probe = (
-        "import picl, picl.deploy, picl.facts, picl.transport, picl.reconciler, picl.spec\n"
-        "import picl.cli\n"
+        "import picl, picl.deploy, picl.facts, picl.transport, picl.operate, picl.reconciler\n"
+        "import picl.spec, picl.cli\n"
         "from importlib.resources import files\n"
         "assert (files('picl') / 'starter.toml').is_file()\n"
         "print(picl.__file__, picl.deploy.__file__, picl.transport.__file__)\n"

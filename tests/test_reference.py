@@ -233,7 +233,7 @@ def test_check_names_each_stale_file_and_how_to_regenerate(tmp_path: Path) -> No
 
 def test_only_the_cli_side_imports_the_generator() -> None:
     root = DOCS.parents[1]
-    sources = [p for d in ("picl/spec", "deploy", "facts", "reconciler")
+    sources = [p for d in ("picl/spec", "deploy", "facts", "transport", "operate", "reconciler")
                for p in (root / d).rglob("*.py")]
     assert sources
     assert [str(p.relative_to(root)) for p in sources
@@ -288,8 +288,8 @@ def _documents() -> list[tuple[str, Any, str]]:
     from picl.cli.run import RUN_JSON, run_document
     from picl.deploy.changes import Attribute, Change, NodePlan
     from picl.deploy.converge import Outcome
-    from picl.deploy.health import Check, Level, NodeHealth
     from picl.deploy.plan import Plan
+    from picl.operate.health import Check, Level, NodeHealth
     from picl.transport.remote import Reply
 
     change = Change("hosts", "update", (Attribute("default", "a", "b"),), diff="-a\n+b\n",

@@ -10,8 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from picl.cli.env import Env
-from picl.deploy.health import CHECKS, Check, Level, NodeHealth, check
 from picl.exit import ExitStatus
+from picl.operate.health import CHECKS, Check, Level, NodeHealth, check
 from picl.transport.connection import Connection
 from picl.transport.remote import node_set
 

@@ -13,9 +13,9 @@ from rich.markup import escape
 
 from picl.cli.env import Env
 from picl.cli.run import node_option, selected_nodes
-from picl.deploy.power import Halted, PowerEvent, reboot, shut_down, silent, split
 from picl.errors import PiclError
 from picl.exit import ExitStatus
+from picl.operate.power import Halted, PowerEvent, reboot, shut_down, silent, split
 from picl.spec import Node
 from picl.transport.connection import Connection
 

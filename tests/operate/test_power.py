@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from picl.deploy import power
+from picl.operate import power
 from picl.spec import Cluster, Node
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from picl.deploy.health import (
+from picl.operate.health import (
     Check,
     Expected,
     Level,
