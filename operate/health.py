@@ -15,9 +15,10 @@ from enum import StrEnum
 
 from picl.deploy.fstab import fstab_entries
 from picl.deploy.mpi import computing
+from picl.operate.run import cluster_user
 from picl.spec import Cluster, Node
 from picl.transport.connection import Connection
-from picl.transport.remote import Reply, as_user, ask, cluster_user
+from picl.transport.remote import Reply, as_user, ask
 
 CHECK_TIMEOUT = 30.0  # the script's own waits (pings, an automount) stay well under this
 CHECKS = ("ssh", "primary", "clock", "temperature", "shares", "disk", "load", "mpi")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from picl.deploy.commands import apt_install, replaced
 from picl.errors import PiclError
+from picl.operate.run import cluster_user
 from picl.reconciler.client import ssh
 from picl.reconciler.paths import UNIT_NAME, Paths
 from picl.reconciler.source import ssh_host
@@ -31,7 +32,6 @@ from picl.reconciler.verify import UNSIGNED, allowed_signers
 from picl.reconciler.wheelhouse import PROBE, Platform, build
 from picl.spec import Cluster, Node
 from picl.transport.connection import Connection, host_key_lines
-from picl.transport.remote import cluster_user
 
 REMOTE_TIMEOUT = 600.0  # seconds for one step on the primary (pip on an SD card is slow)
 # Who may push: members of this group, which owns the repository (install creates it and adds

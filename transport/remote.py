@@ -4,26 +4,23 @@ Every node gets an `ssh` process of its own, all started together; each is read 
 its own so that a chatty node never blocks a quiet one. One deadline covers them all: a node that
 has not answered by then is killed and reported as a failure, never waited for.
 
-`picl run` runs the command as the cluster's user (the spec's personal user). Logged in as that
-user, it runs as is; logged in as root (the lab, or PICL_SSH_USER=root), through `runuser`;
-logged in as anyone else, through `sudo -n`. A node without that user fails alone, saying so.
+`as_user` wraps a command to run as a given user: logged in as that user, it runs as is; logged
+in as root (the lab, or PICL_SSH_USER=root), through `runuser`; logged in as anyone else,
+through `sudo -n`. A node without that user fails alone, saying so.
 """
 
 from __future__ import annotations
 
 import queue
-import re
 import shlex
 import subprocess
 import threading
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Generator
 from dataclasses import dataclass
 
-from picl.spec import Cluster, Node, User
 from picl.transport.connection import Connection
 
-RUN_TIMEOUT = 60.0  # seconds for a `picl run` command, connection included
 # The remote side stops the command this long after the local deadline, should ssh's end vanish.
 REMOTE_GRACE = 5
 # Written on stderr by the remote wrapper before the command starts: tells the command's own
@@ -50,11 +47,6 @@ class Reply:
     def output(self) -> str:
         """stdout then stderr, as a person reads them."""
         return self.stdout + self.stderr
-
-
-def cluster_user(cluster: Cluster) -> User | None:
-    """The cluster's user: the spec's first personal user (uid >= 1000), if any."""
-    return next((u for u in cluster.users if u.uid >= 1000), None)
 
 
 def as_user(user: str | None, command: str, timeout: float) -> str:
@@ -159,62 +151,3 @@ def ask(
         for proc in running:
             if proc.poll() is None:
                 proc.kill()
-
-
-def run(
-    cluster: Cluster, nodes: Iterable[Node], command: str, connection: Connection,
-    timeout: float = RUN_TIMEOUT,
-) -> Generator[Reply, None, None]:
-    """`picl run`: the command on each node as the cluster's user, replies as they come."""
-    user = cluster_user(cluster)
-    remote = as_user(user.name if user else None, command, timeout)
-    commands = {n.name: (str(n.address), remote) for n in nodes}
-    for reply in ask(commands, connection, timeout):
-        if reply.error == "no such user on this node" and user:
-            reply.error = f"no user {user.name} on this node (`picl apply` creates it)"
-        yield reply
-
-
-# -- output, as `clush -b` shows it ------------------------------------------------------------
-
-
-def node_set(names: Iterable[str]) -> str:
-    """Node names folded as clush does: node0 node1 node2 node5 -> node[0-2,5]."""
-    groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
-    plain: list[str] = []
-    for name in names:
-        match = re.fullmatch(r"(.*?)(\d+)(\D*)", name)
-        if match:
-            prefix, digits, suffix = match.groups()
-            groups.setdefault((prefix, suffix), []).append((int(digits), digits))
-        else:
-            plain.append(name)
-    folded = []
-    for (prefix, suffix), numbers in groups.items():
-        numbers = sorted(set(numbers))
-        if len(numbers) == 1:
-            folded.append(f"{prefix}{numbers[0][1]}{suffix}")
-            continue
-        ranges: list[list[tuple[int, str]]] = []
-        for number in numbers:
-            if ranges and ranges[-1][-1][0] + 1 == number[0] and _fits(ranges[-1][0][1], number[1]):
-                ranges[-1].append(number)
-            else:
-                ranges.append([number])
-        parts = [r[0][1] if len(r) == 1 else f"{r[0][1]}-{r[-1][1]}" for r in ranges]
-        folded.append(f"{prefix}[{','.join(parts)}]{suffix}")
-    return ",".join(folded + plain)
-
-
-def _fits(first: str, digits: str) -> bool:
-    """Whether `digits` can share a range starting at `first`: node[08-10], node[8-10]."""
-    padded = len(first) > 1 and first.startswith("0")
-    return len(digits) == len(first) if padded else not digits.startswith("0") or digits == "0"
-
-
-def folded(replies: Iterable[Reply]) -> list[tuple[list[str], str]]:
-    """Nodes with the same output grouped: (node names, output), in the order first seen."""
-    groups: dict[str, list[str]] = {}
-    for reply in replies:
-        groups.setdefault(reply.output(), []).append(reply.node)
-    return [(nodes, output) for output, nodes in groups.items()]

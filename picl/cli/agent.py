@@ -20,6 +20,7 @@ import click
 from rich.markup import escape
 
 from picl.cli.env import Env, person
+from picl.cli.options import json_option
 from picl.errors import PiclError
 from picl.exit import ExitStatus
 from picl.reconciler import control
@@ -36,8 +37,6 @@ from picl.reconciler.status import (
     short,
 )
 
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="One JSON document on stdout, nothing else there.")
 ACK_TIMEOUT = 15.0  # seconds for the agent to show a suspend or resume in its status
 POLL = 0.5
 STATE_COLOUR = {"converged": "green", "drifted": "yellow", "applying": "cyan", "failed": "red",

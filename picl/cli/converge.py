@@ -14,6 +14,7 @@ import click
 from rich.markup import escape
 
 from picl.cli.env import Env, person
+from picl.cli.options import json_option, node_option, selected_nodes
 from picl.deploy.changes import SENSITIVE, Change, NodePlan
 from picl.deploy.lock import Holder, LockHeld, as_duration, converging
 from picl.errors import PiclError
@@ -43,20 +44,13 @@ PLAN_JSON = """\
 APPLY_JSON = PLAN_JSON.removesuffix("}") + """,
  "applied": [{"node", "ok", "error", "rolled_back", "seconds"}]}"""
 
-node_option = click.option("--node", "nodes", multiple=True, metavar="N",
-                           help="Only this node (repeatable).")
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="One JSON document on stdout, nothing else there.")
 
 
 def target(env: Env, nodes: tuple[str, ...]) -> Target:
     from picl.deploy.converge import Target
 
     cluster = env.cluster
-    known = [n.name for n in cluster.nodes]
-    for name in nodes:
-        if name not in known:
-            raise PiclError(f"--node {name}: not a node of {env.spec_path} ({', '.join(known)})")
+    selected_nodes(env, nodes, cluster)  # a name that is no node stops here
     spec_dir = env.spec_path.resolve().parent
     return Target(
         cluster=cluster,

@@ -10,10 +10,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from picl.cli.env import Env
+from picl.cli.nodeset import node_set
+from picl.cli.options import json_option
 from picl.exit import ExitStatus
 from picl.operate.health import CHECKS, Check, Level, NodeHealth, check
 from picl.transport.connection import Connection
-from picl.transport.remote import node_set
 
 COLOUR = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
 
@@ -53,8 +54,7 @@ def health_table(nodes: list[NodeHealth]) -> Table:
 
 
 @click.command(name="check", epilog=f"\b\n--json prints:\n{CHECK_JSON}")
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON document on stdout, nothing else there.")
+@json_option
 @click.pass_obj
 def check_command(env: Env, as_json: bool) -> int:
     """Check every node's health, in one SSH round trip each; exit 1 if anything FAILs.

@@ -12,6 +12,7 @@ import click
 
 from picl import lab as labs
 from picl.cli.env import Env
+from picl.cli.options import json_option
 from picl.errors import PiclError
 from picl.exit import ExitStatus
 
@@ -121,7 +122,7 @@ def down(env: Env, name: str | None, everything: bool) -> ExitStatus:
 
 @lab.command()
 @name_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@json_option
 @click.pass_obj
 def status(env: Env, name: str | None, as_json: bool) -> ExitStatus:
     """Per node: address, release and architecture, running, answering SSH.

@@ -12,7 +12,7 @@ import click
 from rich.markup import escape
 
 from picl.cli.env import Env
-from picl.cli.run import node_option, selected_nodes
+from picl.cli.options import node_option, selected_nodes
 from picl.errors import PiclError
 from picl.exit import ExitStatus
 from picl.operate.power import Halted, PowerEvent, reboot, shut_down, silent, split

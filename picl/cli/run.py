@@ -9,24 +9,12 @@ import click
 from rich.markup import escape
 
 from picl.cli.env import Env
-from picl.errors import PiclError
+from picl.cli.nodeset import folded, node_set
+from picl.cli.options import json_option, node_option, selected_nodes
 from picl.exit import ExitStatus
-from picl.spec import Node
+from picl.operate.run import RUN_TIMEOUT, cluster_user, run
 from picl.transport.connection import Connection
-from picl.transport.remote import RUN_TIMEOUT, Reply, cluster_user, folded, node_set, run
-
-node_option = click.option("--node", "nodes", multiple=True, metavar="N",
-                           help="Only this node (repeatable).")
-
-
-def selected_nodes(env: Env, names: tuple[str, ...]) -> list[Node]:
-    """The spec's nodes named by --node (all of them without it), in spec order."""
-    cluster = env.spec
-    known = [n.name for n in cluster.nodes]
-    for name in names:
-        if name not in known:
-            raise PiclError(f"--node {name}: not a node of {env.spec_path} ({', '.join(known)})")
-    return [n for n in cluster.nodes if not names or n.name in names]
+from picl.transport.remote import Reply
 
 
 def status_line(reply: Reply, width: int) -> str:
@@ -69,8 +57,7 @@ def run_document(command: str, user: str | None, replies: list[Reply]) -> dict[s
               help="Show each node's output under it; identical outputs folded.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=RUN_TIMEOUT, show_default=True,
               metavar="S", help="Seconds a node has to finish; a late one is a failure.")
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON document on stdout, nothing else there.")
+@json_option
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD...")
 @click.pass_obj
 def run_command(

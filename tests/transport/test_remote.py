@@ -1,5 +1,5 @@
-"""picl run's parts as data: folding node names and outputs, reading ssh's answers, and the
-remote wrapper that runs a command as the cluster's user (run here, on this machine)."""
+"""Commands on nodes as data: reading ssh's answers, and the remote wrapper that runs a command
+as a given user (run here, on this machine)."""
 
 from __future__ import annotations
 
@@ -8,50 +8,12 @@ import subprocess
 
 import pytest
 
-from picl.spec import Cluster
 from picl.transport.remote import (
     NO_USER,
     STARTED,
-    Reply,
     _reply,
     as_user,
-    cluster_user,
-    folded,
-    node_set,
 )
-
-
-@pytest.mark.parametrize(("names", "folded_names"), [
-    (["node0"], "node0"),
-    (["node0", "node1", "node2"], "node[0-2]"),
-    (["node2", "node0", "node1"], "node[0-2]"),
-    (["node0", "node1", "node2", "node5"], "node[0-2,5]"),
-    (["node1", "node3"], "node[1,3]"),
-    (["node08", "node09", "node10"], "node[08-10]"),
-    (["node8", "node9", "node10"], "node[8-10]"),
-    (["node9", "node010"], "node[9,010]"),  # widths differ: not one range
-    (["pi1", "node1", "node2"], "pi1,node[1-2]"),
-    (["rack1-pi1", "rack1-pi2", "rack2-pi1"], "rack1-pi[1-2],rack2-pi1"),
-    (["primary", "node1"], "node1,primary"),
-    ([], ""),
-])
-def test_node_names_fold_as_clush_does(names, folded_names) -> None:
-    assert node_set(names) == folded_names
-
-
-def test_identical_outputs_are_folded_in_the_order_first_seen() -> None:
-    replies = [
-        Reply("node0", 0, "Linux 6.1\n"),
-        Reply("node1", 1, "", "grep: /x: No such file\n"),
-        Reply("node2", 0, "Linux 6.1\n"),
-        Reply("node3", 1, "", "grep: /x: No such file\n"),
-        Reply("node4", None, error="no answer within 5s"),
-    ]
-    assert folded(replies) == [
-        (["node0", "node2"], "Linux 6.1\n"),
-        (["node1", "node3"], "grep: /x: No such file\n"),
-        (["node4"], ""),
-    ]
 
 
 @pytest.mark.parametrize(("status", "stderr", "marked", "expected"), [
@@ -78,13 +40,6 @@ def test_a_reply_tells_the_commands_failure_from_ssh_s(status, stderr, marked, e
         assert reply.stderr == want_stderr
     assert reply.error == want_error
     assert reply.ok is (want_status == 0 and not want_error)
-
-
-def test_the_cluster_user_is_the_first_personal_user(cluster: Cluster) -> None:
-    user = cluster_user(cluster)
-    assert user is not None and user.name == "federico"
-    root_only = cluster.model_copy(update={"users": [u for u in cluster.users if u.uid == 0]})
-    assert cluster_user(root_only) is None
 
 
 def _remote(text: str) -> subprocess.CompletedProcess[str]:
