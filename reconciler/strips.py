@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 import shlex
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 
 from picl.reconciler.leds import service
 from picl.reconciler.leds.record import STATE_FILE, Record
 from picl.reconciler.status import Status
 from picl.spec import Cluster
 from picl.transport.connection import Connection
+from picl.transport.remote import ask
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +66,17 @@ def write_command(record: Record, path: str = STATE_FILE) -> str:
 
 def write(cluster: Cluster, chosen: dict[str, Record], connection: Connection) -> dict[str, str]:
     """Write each node's record, all at once; returns the boot id of each node that took it."""
-    def one(name: str) -> tuple[str, str]:
-        argv = connection.ssh_argv(str(cluster.node(name).address),
-                                   write_command(chosen[name]))
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=WRITE_TIMEOUT,
-                                  stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            return name, ""
-        if proc.returncode != 0:
-            log.debug("%s: LED record not written: %s", name, proc.stderr.strip())
-            return name, ""
-        return name, proc.stdout.strip()
-
-    with ThreadPoolExecutor(max_workers=max(1, len(chosen))) as pool:
-        return {name: boot for name, boot in pool.map(one, chosen) if boot}
+    commands = {name: (str(cluster.node(name).address), write_command(record))
+                for name, record in chosen.items()}
+    taken = {}
+    with closing(ask(commands, connection, WRITE_TIMEOUT)) as replies:
+        for reply in replies:
+            if reply.ok and reply.stdout.strip():
+                taken[reply.node] = reply.stdout.strip()
+            else:
+                log.debug("%s: LED record not written: %s", reply.node,
+                          reply.error or reply.stderr.strip() or f"exit {reply.status}")
+    return taken
 
 
 def rebooted(before: dict[str, str], after: dict[str, str]) -> Iterator[str]:
