@@ -21,15 +21,13 @@ from dataclasses import dataclass
 from picl.errors import PiclError
 from picl.spec import Cluster, Node
 from picl.transport.connection import Connection
-from picl.transport.remote import Reply, ask
+from picl.transport.remote import Reply, as_root, ask
 
 BOOT_TIMEOUT = 300.0  # a Pi boots in about a minute; a slow SD card or fsck can take more
 HALT_TIMEOUT = 180.0  # systemd gives a stuck service 90s before it kills it, then halts
 PROBE_TIMEOUT = 10.0  # one look at a node, connection included
 POLL = 1.0  # seconds between looks
 BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
-# Powering off needs root: logged in as someone else, sudo without a password or nothing.
-AS_ROOT = 'if [ "$(id -u)" = 0 ]; then exec systemctl {0}; else exec sudo -n systemctl {0}; fi'
 
 Halted = Callable[[Node], bool]
 
@@ -119,7 +117,8 @@ def _ask(
     verb: str, what: str, nodes: list[Node], connection: Connection, asked: dict[str, float]
 ) -> Iterator[PowerEvent]:
     """Ask each node to reboot or power off: when, in `asked`; a node that refused says why."""
-    commands = {n.name: (str(n.address), AS_ROOT.format(verb)) for n in nodes}
+    # Powering off needs root: logged in as someone else, sudo without a password or nothing.
+    commands = {n.name: (str(n.address), as_root(f"systemctl {verb}")) for n in nodes}
     with closing(ask(commands, connection, PROBE_TIMEOUT)) as replies:
         for reply in replies:
             # 255: ssh lost the connection as the node went down, which is what was asked.

@@ -17,14 +17,9 @@ from picl.reconciler.paths import Paths
 from picl.reconciler.status import Cycle, Status, cycle_from_json
 from picl.spec import Node
 from picl.transport.connection import Connection
+from picl.transport.remote import as_root
 
 TIMEOUT = 30.0  # seconds for one look at the agent
-
-
-def as_root(script: str) -> str:
-    """Shell text running `script` as root, through sudo when logged in as someone else."""
-    quoted = shlex.quote(script)
-    return f'if [ "$(id -u)" = 0 ]; then sh -c {quoted}; else sudo -n sh -c {quoted}; fi'
 
 
 def ssh(connection: Connection, node: Node, script: str, what: str,

@@ -71,6 +71,13 @@ def as_user(user: str | None, command: str, timeout: float) -> str:
     ])  # fmt: skip
 
 
+def as_root(command: str) -> str:
+    """Remote shell text running `command` with `sh -c` as root: as is when logged in as root,
+    else through `sudo -n` (which fails rather than asks for a password)."""
+    quoted = shlex.quote(command)
+    return f'if [ "$(id -u)" = 0 ]; then exec sh -c {quoted}; else exec sudo -n sh -c {quoted}; fi'
+
+
 def _collect(
     name: str, proc: subprocess.Popen[str], started: float, deadline: float, timeout: float,
     marked: bool, done: queue.SimpleQueue[Reply],

@@ -12,6 +12,7 @@ from picl.transport.remote import (
     NO_USER,
     STARTED,
     _reply,
+    as_root,
     as_user,
 )
 
@@ -70,3 +71,9 @@ def test_without_a_user_the_command_runs_as_the_login() -> None:
     assert proc.returncode == 0
     assert proc.stdout == "x'y\nA  b\n"  # shell text, its quoting kept through the wrapper
     assert proc.stderr == f"{STARTED}\n"
+
+
+@needs_root
+def test_as_root_the_command_runs_as_root_with_its_own_status() -> None:
+    proc = _remote(as_root("id -u; echo \"'$0'\"; exit 3"))
+    assert (proc.returncode, proc.stdout) == (3, "0\n'sh'\n")  # shell text, quoting kept
