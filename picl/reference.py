@@ -25,7 +25,7 @@ from pydantic.fields import FieldInfo
 
 from picl.cli import cli
 from picl.errors import PiclError
-from picl.exit import ExitStatus
+from picl.exit import MEANINGS, ExitStatus
 from picl.spec import Cluster, SecretRef, checks
 
 DEFAULT_DIR = Path("docs/reference")
@@ -425,6 +425,9 @@ def commands_md(root: click.Command = cli, name: str = "picl") -> str:
         "`-h`/`--help` works everywhere.",
         "",
     ]
+    lines += ["## Exit codes", ""]
+    lines += table(["code", "meaning"], [[f"{code:d}", text] for code, text in MEANINGS.items()])
+    lines += [""]
     for command, ctx in commands(root, context(root, name, None)):
         lines += command_section(command, ctx)
     return "\n".join(lines).rstrip("\n") + "\n"

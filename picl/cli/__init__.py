@@ -139,9 +139,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         status = ExitStatus.ERROR  # usage errors are errors, not "changes pending"
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         Console(stderr=True).print("picl: interrupted", markup=False)
-        status = ExitStatus.ERROR
+        # click turns Ctrl-C into Abort; an Abort of its own (end of input at a prompt) is 1.
+        interrupted = isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__,
+                                                                      KeyboardInterrupt)
+        status = ExitStatus.INTERRUPTED if interrupted else ExitStatus.ERROR
     except PiclError as exc:
         err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
         for line in exc.lines():

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,12 +42,17 @@ class Day:
         self.environ = {"PICL_GITHUB_URL": (root / "github").as_uri(),
                         "XDG_CACHE_HOME": str(root / "cache"), "PICL_LOCK_DIR": str(root / "lock")}
 
-    def picl(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """`picl --lab ARGS` on this lab, with no terminal on stdin."""
+    def command(self, *args: str) -> tuple[list[str], dict[str, str]]:
+        """(argv, environment) of `picl --lab ARGS` on this lab."""
         env = dict(os.environ, PICL_SPEC=str(SPEC), PICL_LAB_NAME=self.lab.name, **self.environ)
         env.pop("PICL_IN_LAB", None)
         argv = [sys.executable, "-c", "from picl.cli import main; main()", "--secrets",
                 str(self.secrets), "--lab", *args]
+        return argv, env
+
+    def picl(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """`picl --lab ARGS` on this lab, with no terminal on stdin."""
+        argv, env = self.command(*args)
         return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
 
@@ -170,6 +177,34 @@ def test_a_command_that_outlives_the_timeout_is_stopped(day: Day) -> None:
     assert result.returncode == 1
     (node,) = json.loads(result.stdout)["nodes"]
     assert (node["stdout"], node["error"]) == ("hi\n", "still running after 2s: stopped")
+
+
+def _running(day: Day, command: str) -> int:
+    """On how many nodes a process with exactly this command line runs."""
+    return sum(day.lab.ssh(node, f"pgrep -fx {shlex.quote(command)}", check=False).returncode == 0
+               for node in NODES)
+
+
+def test_ctrl_c_stops_a_run_with_130_and_leaves_no_ssh_behind(day: Day) -> None:
+    sleep = f"sleep 29.{os.getpid()}"  # this test's own: nothing else on the nodes runs it
+    argv, env = day.command("run", "--timeout", "30", "--", sleep)
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):  # until the command runs on every node: picl waits on them
+            if _running(day, sleep) == len(NODES) or proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out + err
+    assert err.splitlines()[-1:] == ["picl: interrupted"] and "Traceback" not in err
+    # Its ssh processes went with it (the nodes' own `timeout` ends the command there).
+    assert subprocess.run(["pgrep", "-f", f"^ssh .*{sleep}"]).returncode == 1
 
 
 def test_check_is_green_on_a_converged_lab(day: Day) -> None:
