@@ -61,7 +61,10 @@ BACKEND_FILES = (
 )
 
 MARKER = "# picl: managed by picl"
-_INTERFACE = re.compile(r"^\s*interface\s+(\S+)")
+# dhcpcd.conf(5): options after `interface`, `ssid` or `profile` are for that one alone.
+_STANZA = re.compile(r"^\s*(interface|ssid|profile)\s+(\S+)")
+# A foreign line of the wired interface's stanza, switched off: picl's block replaces it.
+REPLACED = "# picl replaced: "
 _HEX_KEY = re.compile(r"^[0-9A-Fa-f]{64}$")
 # Stable profile UUIDs: the same spec renders the same files, so a converged plan is empty.
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "picl.cluster")
@@ -247,20 +250,23 @@ def dhcpcd_block(cluster: Cluster, node: Node) -> list[str]:
 def dhcpcd_conf(cluster: Cluster, node: Node, current: str | None) -> Rendered:
     """/etc/dhcpcd.conf with picl's block set (appended the first time); other lines kept.
 
-    A foreign `interface` stanza for the wired interface would merge with picl's (and could
-    add a gateway): that is refused, not overwritten.
+    A foreign stanza for the wired interface (a static address set by hand, as bullseye users
+    do) would merge with picl's block, gateway and all: its lines are switched off, commented
+    with REPLACED, so the plan shows them and a revert brings them back.
     """
+    lines = (current or "").splitlines()
     interface = cluster.network.interface
-    inside = False
-    for number, line in enumerate((current or "").splitlines(), start=1):
+    inside = ours = False
+    for number, line in enumerate(lines):
         inside = (inside or line == BEGIN) and line != END
-        match = _INTERFACE.match(line)
-        if not inside and match and match.group(1) == interface:
-            raise NetworkError(
-                f"{node.name}: {DHCPCD_CONF} line {number} already configures {interface} "
-                f"({line.strip()!r}); remove that stanza and picl writes its own"
-            )
-    return Rendered(DHCPCD_CONF, with_block(current, dhcpcd_block(cluster, node)))
+        stanza = _STANZA.match(line)
+        if inside or stanza:  # picl's block, or any stanza, ends the foreign one
+            ours = bool(stanza and not inside and stanza.group(1) == "interface"
+                        and stanza.group(2) == interface)
+        if ours and line.strip() and not line.lstrip().startswith("#"):
+            lines[number] = REPLACED + line
+    text = "\n".join(lines) + "\n" if lines else current
+    return Rendered(DHCPCD_CONF, with_block(text, dhcpcd_block(cluster, node)))
 
 
 def wpa_psk(ssid: bytes, key: str) -> str:

@@ -231,12 +231,49 @@ def test_dhcpcd_statements_are_dhcpcd_conf_syntax(cluster) -> None:
     assert "routers" not in text
 
 
-def test_a_foreign_stanza_for_the_wired_interface_is_refused(cluster) -> None:
-    current = DHCPCD_STOCK + "\ninterface eth0\nstatic ip_address=10.1.10.99/24\nstatic routers=10.1.10.1\n"
-    with pytest.raises(NetworkError, match=r"node1: /etc/dhcpcd.conf line 15 already configures eth0"):
-        dhcpcd_conf(cluster, cluster.node("node1"), current)
-    other = DHCPCD_STOCK + "\ninterface wlan1\nmetric 400\n"  # another interface is not ours
-    assert dhcpcd_conf(cluster, cluster.node("node1"), other).content.startswith(other)
+# A static address set by hand (what a bullseye user, and the lab, write), and what picl makes
+# of it: the wired interface's stanza switched off, every other line as it was.
+HAND_SET = (
+    "interface eth0\nstatic ip_address=10.1.10.99/24\n# the old router\nstatic routers=10.1.10.1\n",
+    "# picl replaced: interface eth0\n# picl replaced: static ip_address=10.1.10.99/24\n"
+    "# the old router\n# picl replaced: static routers=10.1.10.1\n",
+)
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    HAND_SET,
+    # Indented options, and the stanza ending at the next one.
+    ("interface eth0\n  static ip_address=10.1.10.99/24\n\ninterface wlan0\nmetric 400\n",
+     "# picl replaced: interface eth0\n# picl replaced:   static ip_address=10.1.10.99/24\n\n"
+     "interface wlan0\nmetric 400\n"),
+    # An ssid or profile stanza ends it too; what follows them is theirs.
+    ("interface eth0\nnogateway\nssid home\nstatic ip_address=192.168.1.5/24\n",
+     "# picl replaced: interface eth0\n# picl replaced: nogateway\n"
+     "ssid home\nstatic ip_address=192.168.1.5/24\n"),
+    ("interface eth0\nprofile static_eth0\nstatic ip_address=10.1.10.9/24\n",
+     "# picl replaced: interface eth0\nprofile static_eth0\nstatic ip_address=10.1.10.9/24\n"),
+    # Another interface, and one whose name only starts like the wired one, are not ours.
+    ("interface wlan1\nmetric 400\ninterface eth0.5\nstatic ip_address=10.5.0.1/24\n", None),
+    # Already switched off: nothing more to do.
+    (HAND_SET[1], None),
+])
+def test_a_hand_set_stanza_for_the_wired_interface_is_switched_off(
+    cluster, before: str, after: str | None
+) -> None:
+    current = DHCPCD_STOCK + "\n\n" + before
+    content = dhcpcd_conf(cluster, cluster.node("node1"), current).content
+    ours = content.index("# BEGIN picl")
+    assert content[:ours] == DHCPCD_STOCK + "\n\n" + (after or before)
+    assert content[ours:].splitlines()[-4:-1] == [
+        "interface eth0", "static ip_address=10.1.10.241/24", "nogateway"]
+    # Idempotent: the next plan renders the same file.
+    assert dhcpcd_conf(cluster, cluster.node("node1"), content).content == content
+
+
+def test_a_stanza_after_picls_block_is_switched_off_and_the_block_kept_in_place(cluster) -> None:
+    ours = dhcpcd_conf(cluster, cluster.node("node1"), DHCPCD_STOCK).content
+    content = dhcpcd_conf(cluster, cluster.node("node1"), ours + HAND_SET[0]).content
+    assert content == ours + HAND_SET[1]
 
 
 def test_wpa_supplicant_conf(cluster) -> None:
