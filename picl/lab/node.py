@@ -74,6 +74,19 @@ DHCPCD_BLOCK = """
 interface {interface}
 static ip_address={address}/{prefixlen}
 """
+# A container has no CAP_SYS_TIME, so chrony's unit would not start (ConditionCapability).
+# `chronyd -x` serves and follows time without setting the clock (chronyd(8): "e.g. in some
+# containers"): the cluster's NTP is real, only the kernel's clock is this machine's.
+CHRONY_DROP_IN = "etc/systemd/system/chrony.service.d/picl-lab.conf"
+CHRONY_WITHOUT_CLOCK = """\
+# picl lab: no CAP_SYS_TIME in a container; chronyd serves time without setting the clock.
+[Unit]
+ConditionCapability=
+
+[Service]
+ExecStart=
+ExecStart=!/usr/sbin/chronyd -x $DAEMON_OPTS
+"""
 # How a site points apt at its proxy (pi-gen writes the same when built with APT_PROXY).
 APT_PROXY_CONF = "etc/apt/apt.conf.d/51cache"
 FLASHED = "flashed"  # in the node's directory: its card was made (once, when its disk was new)
@@ -144,7 +157,8 @@ def unmount_disks(lab_dir: Path) -> None:
 def provision(lab: Blueprint, node: NodeBlueprint, authorized_key: str) -> None:
     """Give a node what a freshly set-up board has: the imager's settings (its name, the first
     user), its identity and host key, its wired address, and what the lab needs: root's key
-    (the lab's key, which also stands for every user's own) and the lab's apt proxy.
+    (the lab's key, which also stands for every user's own), the lab's apt proxy and chrony
+    without the clock a container cannot set.
 
     Only what is missing is written: a node's disk keeps what happened to it since.
     """
@@ -175,6 +189,10 @@ def provision(lab: Blueprint, node: NodeBlueprint, authorized_key: str) -> None:
     setting = f'Acquire::http {{ Proxy "{mirror.proxy_url(lab)}"; }};\n'
     if not proxy.exists() or proxy.read_text() != setting:
         proxy.write_text(setting)
+    chrony = root / CHRONY_DROP_IN
+    if not chrony.exists():  # waits for chrony, which picl installs
+        chrony.parent.mkdir(parents=True, exist_ok=True)
+        chrony.write_text(CHRONY_WITHOUT_CLOCK)
     if pios.release(node.release).network == "dhcpcd":
         _dhcpcd_address(lab, node)
     else:
