@@ -32,11 +32,11 @@ step "a typo is caught with file, line and key, before anything touches a node"
 sed 's/^address = "10.1.10.241"/adress = "10.1.10.241"/' "$PICL_SPEC" > "$work/cluster.toml"
 picl --spec "$work/cluster.toml" validate || echo "(exit $?)"
 
-step "picl lab up: one systemd container per node, the spec's names and addresses"
+step "picl lab up: one container per node, a freshly flashed Raspberry Pi OS Lite (bookworm)"
 picl lab up
 picl lab status
 
-step "picl --lab plan: fresh boards, everything to do"
+step "picl --lab plan: fresh cards, everything to do (what picl needs installed first)"
 picl --lab plan --detailed-exitcode || echo "(exit $?: changes pending)"
 
 step "picl --lab apply --yes"
