@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 
-from picl.lab import host
+from picl.lab import host, pios
 from picl.lab.blueprint import (
     BRIDGE,
     NETNS,
@@ -75,13 +75,23 @@ def ensure_switch(lab: Blueprint) -> None:
 
 
 def ensure_cable(lab: Blueprint, node: NodeBlueprint) -> None:
-    """The node's namespace and cable: the spec's interface inside, the other end on the bridge."""
+    """The node's namespace and cable: the spec's interface inside, the other end on the bridge.
+
+    A node whose NetworkManager cannot run (emulated) gets its static address on its end here.
+    """
     if not exists(node.namespace):
         remove(node.namespace)
         host.run(["ip", "netns", "add", node.namespace])
         _batch(node.namespace, ["link set lo up"])
     if lab.uplink:
         _ensure_uplink_cable(lab, node)
+    _ensure_wired_cable(lab, node)
+    if pios.networkmanager_cannot_run(node.release, node.arch):  # the cable brings the address
+        _batch(node.namespace, [f"addr replace {node.address}/{lab.prefixlen} dev {lab.interface}",
+                                f"link set {lab.interface} up"])
+
+
+def _ensure_wired_cable(lab: Blueprint, node: NodeBlueprint) -> None:
     if _link_exists(lab.namespace, node.veth) and _link_exists(node.namespace, lab.interface):
         return
     if _link_exists(lab.namespace, node.veth):  # half a cable: its node end went with its namespace

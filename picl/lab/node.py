@@ -87,6 +87,9 @@ ConditionCapability=
 ExecStart=
 ExecStart=!/usr/sbin/chronyd -x $DAEMON_OPTS
 """
+# Masked on a node NetworkManager cannot run on (pios.networkmanager_cannot_run): it would
+# abort and restart in a loop, and wait-online would fail.
+NETWORKMANAGER_UNITS = ("NetworkManager.service", "NetworkManager-wait-online.service")
 # How a site points apt at its proxy (pi-gen writes the same when built with APT_PROXY).
 APT_PROXY_CONF = "etc/apt/apt.conf.d/51cache"
 FLASHED = "flashed"  # in the node's directory: its card was made (once, when its disk was new)
@@ -157,8 +160,8 @@ def unmount_disks(lab_dir: Path) -> None:
 def provision(lab: Blueprint, node: NodeBlueprint, authorized_key: str) -> None:
     """Give a node what a freshly set-up board has: the imager's settings (its name, the first
     user), its identity and host key, its wired address, and what the lab needs: root's key
-    (the lab's key, which also stands for every user's own), the lab's apt proxy and chrony
-    without the clock a container cannot set.
+    (the lab's key, which also stands for every user's own), the lab's apt proxy, chrony
+    without the clock a container cannot set, and NetworkManager masked where it cannot run.
 
     Only what is missing is written: a node's disk keeps what happened to it since.
     """
@@ -197,6 +200,11 @@ def provision(lab: Blueprint, node: NodeBlueprint, authorized_key: str) -> None:
         _dhcpcd_address(lab, node)
     else:
         _networkmanager_address(lab, node)
+    if pios.networkmanager_cannot_run(node.release, node.arch):  # its address is the cable's
+        for unit in NETWORKMANAGER_UNITS:
+            masked = root / "etc/systemd/system" / unit
+            if not masked.is_symlink():
+                masked.symlink_to("/dev/null")
 
 
 def _dhcpcd_address(lab: Blueprint, node: NodeBlueprint) -> None:

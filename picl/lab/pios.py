@@ -91,6 +91,16 @@ def native_arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
+def networkmanager_cannot_run(name: str, arch: str) -> bool:
+    """Whether a node of release `name` on `arch` has NetworkManager but cannot run it.
+
+    Under qemu-user NetworkManager aborts when the generic netlink socket it opens at start is
+    refused (qemu-user emulates route, uevent and audit netlink only), so an emulated bookworm
+    or trixie node cannot set its own wired address: the lab sets it, and masks NetworkManager.
+    """
+    return release(name).network == "NetworkManager" and arch != native_arch()
+
+
 def check_arch(arch: str) -> str:
     """`arch` if the lab can run it (this machine's own, or emulated), else a PiclError."""
     if arch not in ARCHES:

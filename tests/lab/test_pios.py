@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from picl.errors import PiclError
-from picl.lab import Cards, aptproxy, image, imager, mirror, pios
+from picl.lab import Cards, answer_limit, aptproxy, image, imager, mirror, pios
 from picl.lab.blueprint import Blueprint, NodeBlueprint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -378,3 +378,18 @@ def test_apt_sources_as_raspberry_pi_os_writes_them(
     (tmp_path / "etc/apt/sources.list.d").mkdir(parents=True)
     image.write_sources(tmp_path, pios.release(release), DEBIAN)
     assert sorted((tmp_path / path).read_text().splitlines()) == sorted(expected)
+
+
+@pytest.mark.parametrize(("arches", "seconds"), [
+    (["amd64"], 63),
+    (["amd64"] * 3, 69),
+    # An emulated node answers several times later (docs/lab.md): a minute more each.
+    (["arm64"], 123),
+    (["arm64", "amd64", "amd64"], 129),
+    (["arm64"] * 2, 186),
+])
+def test_an_emulated_node_is_given_longer_to_answer(
+    arches: list[str], seconds: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pios, "native_arch", lambda: "amd64")
+    assert answer_limit(arches) == seconds

@@ -141,6 +141,13 @@ def test_an_arm64_node(lab_host: None, tmp_path: Path) -> None:
         assert arm.ssh("node0", "dpkg --print-architecture").stdout.strip() == "arm64"
         state = arm.ssh("node0", "systemctl is-system-running --wait", check=False).stdout.strip()
         failed = arm.ssh("node0", "systemctl --failed --plain --no-legend").stdout
-        assert state == "running", failed
+        # Booted, and nothing failed but what fails on every bookworm lab node (docs/lab.md).
+        assert state in ("running", "degraded")
+        assert [line.split()[0] for line in failed.splitlines()] == ["run-rpc_pipefs.mount"]
+        # NetworkManager cannot run under qemu-user: masked, the address set on the cable.
+        for unit in ("NetworkManager", "NetworkManager-wait-online"):
+            masked = arm.ssh("node0", f"systemctl is-enabled {unit}", check=False).stdout
+            assert masked.strip() == "masked", unit
+        assert "inet 10.1.40.10/24 " in arm.ssh("node0", "ip -4 addr show dev eth0").stdout
         status = json.loads(arm.picl("lab", "status", "--json").stdout)
         assert [(n["release"], n["arch"]) for n in status["nodes"]] == [("bookworm", "arm64")]
