@@ -133,6 +133,7 @@ def _one_node_spec(directory: Path, node: str = "node0") -> Path:
     return spec
 
 
+@pytest.mark.arm64
 def test_an_arm64_node(lab_host: None, tmp_path: Path) -> None:
     name = session_lab_name("arm64")
     cards = Cards.parse(["bookworm"], ["node0=arm64"])
