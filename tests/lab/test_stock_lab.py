@@ -94,7 +94,9 @@ def test_the_wired_address_comes_from_the_releases_network_stack(mixed: Lab) -> 
 
 def test_a_package_installs_through_the_labs_apt_proxy(mixed: Lab) -> None:
     for name in ("node1", "node2"):
-        mixed.ssh(name, "apt-get -q update && DEBIAN_FRONTEND=noninteractive apt-get -q -y install hello")
+        # The first install after flashing builds man-db's whole index, as on a board: minutes.
+        mixed.ssh(name, "apt-get -q update && DEBIAN_FRONTEND=noninteractive apt-get -q -y install hello",
+                  timeout=900)
         assert mixed.ssh(name, "hello").stdout.strip() == "Hello, world!"
     log = (mixed.blueprint.dir / "aptproxy.log").read_text()
     assert "/pool/main/h/hello/hello_" in log
