@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
-from picl.cli import COMMANDS, cli, hoist
+from picl.cli import COMMANDS, SUMMARIES, cli, hoist
 from tests.spec import conftest as spec_files
 from tests.spec.conftest import run_picl
 
@@ -28,6 +30,24 @@ def test_help_lists_the_contract() -> None:
     listed = [line.split()[0] for line in result.out.split("Commands:")[1].splitlines()
               if line.strip()]
     assert listed == list(COMMANDS)
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_the_listed_summary_is_the_command_s_own(name: str) -> None:
+    command = cli.get_command(click.Context(cli), name)
+    assert command is not None and command.help
+    assert SUMMARIES[name].split() == command.help.split("\n\n")[0].split()
+
+
+def test_help_loads_no_command_and_nothing_heavy() -> None:
+    """`picl --help` starts fast: the commands' modules, pyinfra, pydantic, rich stay unread."""
+    code = ("import sys\nfrom picl.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\n"
+            "print(' '.join(m for m in sys.modules if m.split('.')[0] in "
+            "('pyinfra', 'pydantic', 'rich') or m.startswith('picl.cli.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.splitlines()[-1].split()
+    assert loaded == ["picl.cli.env"]
 
 
 def test_unknown_command_is_an_error_not_changes_pending() -> None:

@@ -9,9 +9,8 @@ import traceback
 from collections.abc import Sequence
 
 import click
-from rich.console import Console
-
-from picl.cli.env import Env
+from click.utils import make_default_short_help
+from picl.cli.env import Env, console
 from picl.errors import PiclError
 from picl.exit import ExitStatus
 
@@ -33,6 +32,31 @@ COMMANDS = {
     "leds": "picl.cli.leds:leds",
     "agent": "picl.cli.agent:agent",
     "lab": "picl.cli.lab:lab",
+}
+# name -> the first paragraph of its help: what `picl --help` lists without loading any
+# command's module (tests check each against the command's own).
+SUMMARIES = {
+    "init": "Write a commented starter cluster.toml (and a .gitignore keeping secrets.toml out "
+            "of git).",
+    "validate": "Check the spec: 0 valid, 1 invalid, every problem as FILE:LINE:COL: "
+                "key.path: message.",
+    "schema": "Print the JSON Schema of cluster.toml (for editor completion and checks).",
+    "secrets": "The secrets file: secrets.toml beside the spec (or --secrets), mode 600, "
+               "never in git.",
+    "plan": "Show what apply would change on each node, and why.",
+    "apply": "Converge the nodes to the spec: shows the plan, asks, applies in parallel.",
+    "status": "The agent's status: revisions, conditions, nodes.",
+    "history": "The agent's last cycles: when, why, which revision, how each ended.",
+    "run": "Run CMD on every node (or those given) in parallel, as the cluster's user.",
+    "check": "Check every node's health, in one SSH round trip each; exit 1 if anything "
+             "FAILs.",
+    "reboot": "Reboot every node (or those given) and wait until each is back.",
+    "shutdown": "Power off every node safely: the workers, then the primary once they have "
+                "halted.",
+    "leds": "The cluster's state on the Blinkt! LED strips (or drawn in this terminal).",
+    "agent": "The agent on the primary: git push changes the cluster, drift is repaired, on "
+             "boot too.",
+    "lab": "A local cluster of real systemd nodes built from the spec (root, Linux).",
 }
 
 
@@ -81,6 +105,14 @@ class Commands(click.Group):
         assert isinstance(command, click.Command)
         return command
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list, as click writes it, from SUMMARIES: `picl --help` loads no
+        command's module (and so neither pyinfra nor pydantic)."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, make_default_short_help(SUMMARIES[name], limit)) for name in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -115,7 +147,7 @@ def cli(
 
 
 def _internal_error(exc: BaseException, verbose: bool) -> None:
-    err = Console(stderr=True, highlight=False, emoji=False)
+    err = console(stderr=True)
     frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" at {frame.filename}:{frame.lineno}" if frame else ""
     if verbose:
@@ -140,13 +172,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         exc.show()
         status = ExitStatus.ERROR  # usage errors are errors, not "changes pending"
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
-        Console(stderr=True).print("picl: interrupted", markup=False)
+        console(stderr=True).print("picl: interrupted", markup=False)
         # click turns Ctrl-C into Abort; an Abort of its own (end of input at a prompt) is 1.
         interrupted = isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__,
                                                                       KeyboardInterrupt)
         status = ExitStatus.INTERRUPTED if interrupted else ExitStatus.ERROR
     except PiclError as exc:
-        err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+        err = console(stderr=True)
         for line in exc.lines():
             err.print(line, markup=False)
         status = ExitStatus.ERROR

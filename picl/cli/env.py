@@ -12,13 +12,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.markup import escape
-
 from picl.errors import PiclError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # rich loads when a command first prints, not with `picl --help`
+    from rich.console import Console
+
     from picl.spec import Cluster, Node
+
+
+def console(stderr: bool = False) -> Console:
+    """A console as picl prints: no highlighting, no emoji codes (":100:" in a message or a
+    file's diff is text, not a picture), long lines left whole."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
 
 
 @dataclass
@@ -27,13 +34,8 @@ class Env:
     secrets_path: Path | None = None
     lab: bool = False
     verbose: bool = False
-    # No emoji codes: ":100:" in a message or a file's diff is text, not a picture.
-    out: Console = field(
-        default_factory=lambda: Console(highlight=False, soft_wrap=True, emoji=False)
-    )
-    err: Console = field(
-        default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
-    )
+    out: Console = field(default_factory=console)
+    err: Console = field(default_factory=lambda: console(stderr=True))
     warnings: list[str] = field(default_factory=list)  # every warning given, in order
 
     @classmethod
@@ -98,6 +100,8 @@ class Env:
 
     def warn(self, message: str) -> None:
         """A warning, on stderr; kept, for a --json document to list too."""
+        from rich.markup import escape
+
         self.warnings.append(message)
         self.err.print(f"[yellow]warning:[/] {escape(message)}", markup=True)
 
