@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -22,11 +23,16 @@ from picl.reconciler.loop import Reconciler, Settings
 from picl.reconciler.paths import Paths
 from picl.reconciler.triggers import NodeWatcher, Triggers, watch_files
 from picl.spec import Cluster
+from picl.spec.models import INTERVAL_SECONDS
 from picl.transport.connection import Connection
 
 log = logging.getLogger(__name__)
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+# The agent's shared SSH connections outlive the longest interval: a cycle reads, applies and
+# paints over the connections the last one opened (a handshake costs a Pi 3 more than the
+# plan). A node that goes away ends its own, by the keepalives.
+PERSIST = INTERVAL_SECONDS[1] + 60
 
 
 class Stopping(BaseException):
@@ -37,6 +43,7 @@ def run(paths: Paths, connection: Connection, settings: Settings,
         stop: threading.Event | None = None) -> None:
     """Run the agent until SIGTERM/SIGINT (or `stop` is set)."""
     stop = stop or threading.Event()
+    connection = replace(connection, persist=PERSIST)
     triggers = Triggers()
     reconciler = Reconciler(paths, connection, settings)
     watcher = NodeWatcher(triggers, connection)

@@ -69,7 +69,8 @@ def write(cluster: Cluster, chosen: dict[str, Record], connection: Connection) -
     commands = {name: (str(cluster.node(name).address), write_command(record))
                 for name, record in chosen.items()}
     taken = {}
-    with closing(ask(commands, connection, WRITE_TIMEOUT)) as replies:
+    # Over the nodes' shared connections: a write is a session, not an SSH handshake.
+    with closing(ask(commands, connection, WRITE_TIMEOUT, shared=True)) as replies:
         for reply in replies:
             if reply.ok and reply.stdout.strip():
                 taken[reply.node] = reply.stdout.strip()

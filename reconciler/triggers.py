@@ -134,8 +134,9 @@ class Session:
     """One idle SSH session to a node, held open to notice the node going away."""
 
     def __init__(self, connection: Connection, address: str):
-        # A node that loses power sends nothing: ssh's keepalives notice within 15 s.
-        self.argv = connection.ssh_argv(address, FOLLOW)
+        # A node that loses power sends nothing: ssh's keepalives notice within 15 s. Over the
+        # node's shared connection: it stays open while followed, so no cycle opens another.
+        self.argv = connection.ssh_argv(address, FOLLOW, shared=True)
         self.proc: subprocess.Popen[str] | None = None
 
     def open(self) -> str | None:

@@ -102,6 +102,7 @@ class Connection:
     known_hosts: Path | None = None  # instead of the user's own (PICL_KNOWN_HOSTS)
     connect_timeout: int = 10
     control: Path | None = None  # directory of shared connections' sockets; None: not shared
+    persist: int = CONTROL_PERSIST  # seconds an idle shared connection stays open
     global_known_hosts: tuple[Path, ...] = GLOBAL_KNOWN_HOSTS  # PICL_GLOBAL_KNOWN_HOSTS
 
     @classmethod
@@ -153,7 +154,7 @@ class Connection:
         ]  # fmt: skip
         if shared and self.control and private_dir(self.control):
             options += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control}/%C",
-                        "-o", f"ControlPersist={CONTROL_PERSIST}"]
+                        "-o", f"ControlPersist={self.persist}"]
         user, system = self.known_hosts_files()
         options += ["-o", f"UserKnownHostsFile={_option_list(user)}",
                     "-o", f"GlobalKnownHostsFile={_option_list(system)}"]

@@ -184,6 +184,19 @@ def test_a_push_converges_every_node(cluster: Cluster, first: str) -> None:
     assert record["nodes"] == ["converged"] * 3
 
 
+def test_a_cycle_opens_no_ssh_connection_to_a_node_it_reached(cluster: Cluster,
+                                                              first: str) -> None:
+    """Reading, applying and painting go over the connections the agent holds open: a
+    handshake per node per cycle would cost a Pi 3 primary more CPU than the plan itself."""
+    # The agent is on 10.1.10.240; what sshd on node1 accepted from there: each connection.
+    count = "journalctl -o cat -t sshd | grep -c 'Accepted publickey for .* from 10.1.10.240 '"
+    assert cluster.picl("agent", "reconcile").returncode == 0
+    before = int(cluster.ssh("node1", count))
+    again = cluster.picl("agent", "reconcile")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert int(cluster.ssh("node1", count)) == before
+
+
 def test_an_invalid_spec_stalls_and_the_next_good_commit_recovers(cluster: Cluster,
                                                                  first: str) -> None:
     applied = cluster.status()["revision"]["applied"]

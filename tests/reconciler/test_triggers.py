@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from picl.deploy.connection import Connection
 from picl.reconciler import control
+from picl.reconciler.agent import PERSIST
 from picl.reconciler.paths import Paths
 from picl.reconciler.triggers import (
     Follower,
@@ -19,6 +21,7 @@ from picl.reconciler.triggers import (
     is_ref_change,
     watch_files,
 )
+from picl.spec.models import INTERVAL_SECONDS
 from tests.reconciler.conftest import Clone
 
 REPO = Path("/srv/picl/cluster.git")
@@ -130,3 +133,11 @@ def test_the_watcher_follows_the_nodes_of_the_spec() -> None:
     assert sorted(name for name, _ in watcher.followers) == ["node1", "node3"]
     watcher.close()
     assert watcher.followers == {}
+
+
+def test_a_node_is_followed_over_its_shared_connection(tmp_path: Path) -> None:
+    """The session that follows a node holds its shared connection open: a cycle reads the
+    node over it, without a handshake of its own."""
+    argv = Session(Connection(control=tmp_path / "ssh"), "10.0.0.1").argv
+    assert f"ControlPath={tmp_path / 'ssh'}/%C" in argv
+    assert PERSIST > INTERVAL_SECONDS[1]  # and outlives the longest interval

@@ -135,3 +135,11 @@ LINES = [
 @pytest.mark.parametrize(("lines", "kept"), LINES)
 def test_for_paramiko(lines: list[str], kept: list[str]) -> None:
     assert for_paramiko("node1", lines) == kept
+
+
+def test_a_shared_connection_stays_open_as_long_as_asked(tmp_path: Path) -> None:
+    control = tmp_path / "ssh"
+    assert "ControlPersist=60" in Connection(control=control).ssh_options(shared=True)
+    assert "ControlPersist=86460" in Connection(control=control, persist=86460).ssh_options(
+        shared=True)
+    assert not any(o.startswith("Control") for o in Connection(control=control).ssh_options())
