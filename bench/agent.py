@@ -127,8 +127,8 @@ def main() -> None:
         env = {**os.environ, "PICL_SPEC": str(spec), "PICL_SECRETS": str(secrets),
                "PICL_LAB_NAME": LAB}
         env.pop("PICL_IN_LAB", None)
-        picl("lab", "up", env=env)
         try:
+            picl("lab", "up", "--timeout", "600", env=env)  # 10 nodes boot slowly on a busy host
             picl("--lab", "agent", "install", env=env)
             repo = root / "repo"
             repo.mkdir()
