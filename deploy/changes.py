@@ -10,9 +10,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 Action = Literal["create", "update", "remove"]
+Operation = TypeVar("Operation", bound=Callable[..., Any])
 SENSITIVE = "(sensitive)"
 
 
@@ -39,9 +40,23 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+def operation(is_idempotent: bool = True) -> Callable[[Operation], Operation]:
+    """Declare a generator as a pyinfra operation, as `pyinfra.api.operation` does, without
+    loading pyinfra: deploy.converge makes it one where apply runs it, so a process that only
+    plans (the agent, between applies) never holds pyinfra's 30 MiB. `op._inner` is the
+    generator itself, for `yield from other._inner(...)` as with pyinfra's own operations."""
+
+    def declare(function: Operation) -> Operation:
+        function.is_idempotent = is_idempotent  # type: ignore[attr-defined]
+        function._inner = function  # type: ignore[attr-defined]
+        return function
+
+    return declare
+
+
 @dataclass(frozen=True)
 class Step:
-    """One pyinfra operation call: `operation(**arguments)`."""
+    """One operation call: `operation(**arguments)`, an operation declared with `operation`."""
 
     operation: Callable[..., Any]
     arguments: dict[str, Any] = field(default_factory=dict)

@@ -1,7 +1,8 @@
 """The pyinfra operations picl's steps use, and shorthands that build those steps.
 
-Every change is applied through real pyinfra operations: `server.shell` for commands that the
-plan computed, picl's own `write_file` for whole files and `install_packages` below.
+Every change is applied through real pyinfra operations: `shell` for commands that the plan
+computed, `write_file` for whole files and `install_packages` below. They are declared with
+`changes.operation`: pyinfra loads where they run, not where they are planned.
 """
 
 from __future__ import annotations
@@ -11,17 +12,29 @@ import secrets
 import shlex
 from collections.abc import Generator
 from io import BytesIO, StringIO
+from typing import TYPE_CHECKING
 
-from pyinfra.api import FileUploadCommand, StringCommand, operation
-from pyinfra.api.command import PyinfraCommand
-from pyinfra.operations import server
+from picl.deploy.changes import Step, operation
 
-from picl.deploy.changes import Step
+if TYPE_CHECKING:
+    from pyinfra.api.command import PyinfraCommand
 
 
-def sh(*commands: str | StringCommand) -> Step:
+@operation(is_idempotent=False)
+def shell(commands: list[str]):
+    """
+    Run shell commands in order; the first that fails stops the node's apply.
+
+    + commands: shell text, each run as one command
+
+    As pyinfra's `server.shell`, declared here so that planning loads no pyinfra.
+    """
+    yield from commands
+
+
+def sh(*commands: str) -> Step:
     """Commands run in order; the first that fails stops the node's apply."""
-    return Step(server.shell, {"commands": list(commands)})
+    return Step(shell, {"commands": list(commands)})
 
 
 def command(*words: str) -> str:
@@ -35,7 +48,7 @@ def piped(command: str, secret: str) -> Step:
     A secret is never a word of a command: any local user reads every process's arguments in
     /proc/PID/cmdline. It reaches a node as standard input (this) or as an uploaded file (`put`).
     """
-    return Step(server.shell, {"commands": [command], "_stdin": secret})
+    return Step(shell, {"commands": [command], "_stdin": secret})
 
 
 def put(path: str, content: str, owner: str = "root", group: str = "root",
@@ -118,6 +131,8 @@ def upload(data: bytes) -> Generator[PyinfraCommand, None, str]:
 
     What uses it removes the file; uploads an apply lost on the way are removed after an hour.
     """
+    from pyinfra.api import FileUploadCommand, StringCommand
+
     staged = f"{UPLOADS}/{secrets.token_hex(8)}"
     yield StringCommand(f"install -d -m 0700 {UPLOADS} && "
                         f"find {UPLOADS} -type f -mmin +60 -delete")
@@ -143,6 +158,8 @@ def write_file(src: StringIO | BytesIO, dest: str, user: str = "root", group: st
     synced, and renamed over `dest`. A file in a directory of a user's is written as that user.
     Missing directories are created, the last one owned as the file.
     """
+    from pyinfra.api import StringCommand
+
     content = src.getvalue()
     staged = yield from upload(content.encode() if isinstance(content, str) else content)
     variables = {"P": dest, "S": staged, "D": posixpath.dirname(dest) or "/",

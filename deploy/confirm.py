@@ -22,9 +22,7 @@ import secrets
 import shlex
 from dataclasses import dataclass
 
-from pyinfra.api import StringCommand, operation
-
-from picl.deploy.changes import Guard, Step
+from picl.deploy.changes import Guard, Step, operation
 from picl.deploy.commands import replaced
 
 ROLLBACK = "/var/lib/picl/rollback"
@@ -122,6 +120,8 @@ def arm(token: str, timeout: int, guard: Guard):
 
     The timer is a transient systemd unit: it outlives the SSH session that armed it.
     """
+    from pyinfra.api import StringCommand
+
     d = f"{ROLLBACK}/{token}"
     script = revert_script(token, guard)
     boot_unit = f"/etc/systemd/system/{BOOT_UNIT}"

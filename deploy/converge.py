@@ -8,6 +8,7 @@ process per node also means a node that hangs is killed at its deadline without 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import re
@@ -141,6 +142,15 @@ def _fresh(arguments: dict[str, Any]) -> dict[str, Any]:
             for k, v in arguments.items()}
 
 
+@functools.cache
+def pyinfra_operation(declared: Callable[..., Any]) -> Any:
+    """The pyinfra operation of one declared with `changes.operation` (made once per process,
+    in the worker that applies)."""
+    from pyinfra.api import operation
+
+    return operation(is_idempotent=getattr(declared, "is_idempotent", True))(declared)
+
+
 def apply_node(node: Node, steps: list[Step], connection: Connection) -> int:
     """Run the steps on the node, in order; the first failure stops it. Returns steps run."""
     from pyinfra.api.connect import disconnect_all
@@ -152,7 +162,8 @@ def apply_node(node: Node, steps: list[Step], connection: Connection) -> int:
     try:
         state.set_stage(StateStage.Prepare)
         for step in steps:
-            add_op(state, step.operation, host=host, **_fresh(step.arguments))
+            add_op(state, pyinfra_operation(step.operation), host=host,
+                   **_fresh(step.arguments))
         state.set_stage(StateStage.Execute)
         run_ops(state)
     except Exception as exc:  # pyinfra raises its own errors for failed hosts

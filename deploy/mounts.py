@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 
-from pyinfra.api import StringCommand, operation
-
-from picl.deploy.changes import Attribute, Change, Guard, Step, text_diff
+from picl.deploy.changes import Attribute, Change, Guard, Step, operation, text_diff
 from picl.deploy.commands import upload
 from picl.deploy.fstab import Fstab, FstabEdit, fstab_entries, plan_fstab, shown
 from picl.deploy.view import NodeView
@@ -150,6 +148,8 @@ def fstab_transaction(data: bytes, before: str, unmount: list[str], mount: list[
     /var/backups/picl/fstab.1 (the last five). On any failure the previous bytes go back,
     systemd reloads, and the mount's own error is the operation's.
     """
+    from pyinfra.api import StringCommand
+
     # The file goes up on its own, never in the command: a CIFS line may hold a password.
     staged = yield from upload(data)
     variables = {

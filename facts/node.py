@@ -12,8 +12,7 @@ from __future__ import annotations
 import base64
 import shlex
 from dataclasses import dataclass, field
-
-from pyinfra.api import FactBase
+from typing import Any
 
 MARK = "@@picl"
 ABSENT = "!absent"
@@ -297,11 +296,21 @@ def parse(lines: list[str]) -> Observed:
     return observed
 
 
-class NodeState(FactBase[Observed]):
-    """A node's whole state as picl compares it, in one command."""
+def __getattr__(name: str) -> Any:
+    """`NodeState`, defined on first use: pyinfra loads where the fact is used, not in a
+    process that only plans (the agent, which reads with `script` and `parse`)."""
+    if name != "NodeState":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from pyinfra.api import FactBase
 
-    def command(self, probe: Probe) -> str:
-        return script(probe)
+    class NodeState(FactBase[Observed]):
+        """A node's whole state as picl compares it, in one command."""
 
-    def process(self, output: list[str]) -> Observed:
-        return parse(output)
+        def command(self, probe: Probe) -> str:
+            return script(probe)
+
+        def process(self, output: list[str]) -> Observed:
+            return parse(output)
+
+    globals()["NodeState"] = NodeState
+    return NodeState

@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Sequence
 
 import click
-from click.utils import make_default_short_help
+
 from picl.cli.env import Env, console
 from picl.errors import PiclError
 from picl.exit import ExitStatus
@@ -109,7 +109,8 @@ class Commands(click.Group):
         """The command list, as click writes it, from SUMMARIES: `picl --help` loads no
         command's module (and so neither pyinfra nor pydantic)."""
         limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
-        rows = [(name, make_default_short_help(SUMMARIES[name], limit)) for name in COMMANDS]
+        rows = [(name, click.Command(name, help=SUMMARIES[name]).get_short_help_str(limit))
+                for name in COMMANDS]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 

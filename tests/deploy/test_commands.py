@@ -11,10 +11,16 @@ from pathlib import Path
 
 import pytest
 from pyinfra.api import FileUploadCommand, StringCommand
-from pyinfra.operations import server
 
 from picl.deploy import confirm
-from picl.deploy.commands import UPLOADS, install_packages, put, replaced, write_file
+from picl.deploy.commands import (
+    UPLOADS,
+    install_packages,
+    put,
+    replaced,
+    shell,
+    write_file,
+)
 from picl.deploy.mounts import fstab_transaction
 from picl.deploy.plan import plan_node
 from picl.deploy.view import ClusterFacts
@@ -34,7 +40,7 @@ mode = "0600"
 LED_FILES = {"/usr/local/lib/picl/leds/service.py": "print()\n",
              "/etc/systemd/system/picl-leds.service": "[Service]\n"}
 # The operations a step may run: each of picl's own writes its files by a rename.
-OPERATIONS = {server.shell, write_file, install_packages, fstab_transaction, confirm.arm}
+OPERATIONS = {shell, write_file, install_packages, fstab_transaction, confirm.arm}
 # A shell redirection into anything but a descriptor or /dev/null writes a file in place.
 WRITES = re.compile(r">>?\s*(?!&|/dev/null)\S")
 
