@@ -3,12 +3,13 @@
     .venv/bin/python bench/agent.py [--nodes 10] [--runs 10] [--out bench/results/agent.json]
 
 A lab of bench/compare.py's cluster grown to --nodes nodes (no GitHub keys: the lab has no
-uplink), its interval 90 s, the agent installed with `picl --lab agent install`, a first push
-converged. Then each run commits a change to a user (federico's shell, on every node), pushes
-it to the primary and, from inside the lab, waits on the primary until the agent's status says
-that revision is applied: the time from the push returning to that. Then the agent is left
+uplink), its interval 90 s, converged by `picl --lab apply`, the agent installed with `picl
+--lab agent install`, a first push converged. Then each run commits a change to a user
+(federico's shell, on every node), pushes it to the primary and, from inside the lab, waits
+on the primary until the agent's status says that revision is applied: the time from the push
+returning to that. Then the agent is left
 alone for INTERVAL_WINDOW seconds: its interval cycles, no-op plans of an unchanged revision,
-each after its shared SSH connections have timed out (as at the default 5 minutes).
+90 s apart: longer than a shared SSH connection outlives its last use unless held open.
 
 All along, a sampler on the primary reads every 0.2 s the agent's own CPU time (user + system
 of its process: picl's own cost, threads included) and its service's (the cgroup: the agent,
@@ -111,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=10)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--lab", default=LAB, help="the lab's name")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "agent.json")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="picl-bench-agent-") as tmp:
@@ -125,10 +127,11 @@ def main() -> None:
         secrets.write_text(f'wifi_psk = "not-a-real-psk"\nroot_password_hash = "{hashed}"\n')
         secrets.chmod(0o600)
         env = {**os.environ, "PICL_SPEC": str(spec), "PICL_SECRETS": str(secrets),
-               "PICL_LAB_NAME": LAB}
+               "PICL_LAB_NAME": options.lab}
         env.pop("PICL_IN_LAB", None)
         try:
             picl("lab", "up", "--timeout", "600", env=env)  # 10 nodes boot slowly on a busy host
+            picl("--lab", "apply", "--yes", env=env)  # the spec's user, who pushes, exists
             picl("--lab", "agent", "install", env=env)
             repo = root / "repo"
             repo.mkdir()
