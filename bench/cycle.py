@@ -27,10 +27,10 @@ from pathlib import Path
 
 from common import machine  # bench/common.py
 
-from picl.deploy.connection import Connection
 from picl.reconciler import strips
 from picl.reconciler.status import Status
 from picl.spec import load
+from picl.transport.connection import Connection
 
 
 def cpu(who: int) -> float:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from picl.deploy.connection import Connection
 from picl.reconciler import control
 from picl.reconciler.agent import PERSIST
 from picl.reconciler.paths import Paths
@@ -22,6 +21,7 @@ from picl.reconciler.triggers import (
     watch_files,
 )
 from picl.spec.models import INTERVAL_SECONDS
+from picl.transport.connection import Connection
 from tests.reconciler.conftest import Clone
 
 REPO = Path("/srv/picl/cluster.git")
