@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -380,3 +381,14 @@ def test_a_cluster_key_not_generated_yet_is_planned_without_a_step(cluster: Clus
     assert [a.shown() for a in change.attributes] == [("(none)", "generated at apply")]
     assert keys.missing(cluster) == ["federico"]
     assert keys.cluster_keys(cluster) == {}
+
+
+def test_planning_loads_no_pyinfra() -> None:
+    """The agent plans every cycle and applies seldom: its process never holds pyinfra,
+    paramiko and gevent (about 30 MiB); the apply's worker loads them."""
+    code = ("import sys\nimport picl.reconciler.agent, picl.deploy.converge, picl.deploy.plan\n"
+            "print(' '.join(m for m in sys.modules if m.split('.')[0] in "
+            "('pyinfra', 'paramiko', 'gevent')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == ""
