@@ -144,7 +144,7 @@ def cli(
     if lab and not os.environ.get("PICL_IN_LAB") and ctx.invoked_subcommand != "lab":
         from picl.lab import enter
 
-        enter(ctx.obj, sys.argv[1:])
+        enter(ctx.obj.lab_name(), sys.argv[1:])
 
 
 def _internal_error(exc: BaseException, verbose: bool) -> None:

@@ -14,7 +14,6 @@ from picl.lab.blueprint import built_from, check_name
 from picl.lab.state import find
 
 if TYPE_CHECKING:
-    from picl.cli.env import Env
     from picl.spec import Cluster
 
 NAME_ENV = "PICL_LAB_NAME"
@@ -63,15 +62,15 @@ def exec_argv(name: str, command: Sequence[str]) -> tuple[list[str], dict[str, s
     return ssh.in_network(lab, list(command)), ssh.environment(lab)
 
 
-def enter(env: Env, argv: Sequence[str]) -> NoReturn:
-    """Run this picl command again inside the lab's network: what `picl --lab ...` does.
+def enter(name: str, argv: Sequence[str]) -> NoReturn:
+    """Run this picl command again inside lab `name`'s network: what `picl --lab ...` does.
 
     `argv` is the command line after the program name. The new process gets PICL_IN_LAB (so it
     does not enter again), PICL_SSH_KEY, PICL_KNOWN_HOSTS and PICL_GLOBAL_KNOWN_HOSTS (what
     picl's SSH layer uses), PICL_SSH_CONFIG, and `ssh`/`scp` on PATH set up for the lab.
     """
     host.preflight(("nsenter",))
-    lab = find(env.lab_name())
+    lab = find(name)
     program = [sys.executable, "-c", "import sys; from picl.cli import main; main()"]
     argv_in = ssh.in_network(lab, [*program, *argv])
     sys.stdout.flush()
