@@ -76,6 +76,16 @@ def lab() -> None:
     metavar="[NODE=]ARCH",
     help="amd64 (this machine's, default) or arm64 (emulated by qemu-user), on every node or NODE.",
 )
+@click.option(
+    "--vm",
+    "vms",
+    multiple=True,
+    is_flag=False,
+    flag_value="",
+    metavar="[NODE]",
+    help="Boot every node, or NODE, as a qemu virtual machine with Debian's kernel (NFS, fstab "
+    "at boot, real reboots): slower, ~575 MB each. Repeat for several nodes.",
+)
 @click.option("--timeout", type=float, metavar="SECONDS", help="How long to wait for SSH.")
 @click.pass_obj
 @_with_notices
@@ -84,10 +94,11 @@ def up(
     name: str | None,
     releases: tuple[str, ...],
     arches: tuple[str, ...],
+    vms: tuple[str, ...],
     timeout: float | None,
 ) -> ExitStatus:
     """Build and boot the lab (or mend it); returns once every node answers SSH."""
-    cards = labs.Cards.parse(releases, arches)
+    cards = labs.Cards.parse(releases, arches, vms)
     status = labs.up(env.spec, name, warn=env.warn, timeout=timeout, cards=cards,
                      spec=env.spec_path)
     env.out.print(
@@ -95,7 +106,7 @@ def up(
         f"(network namespace {status.namespace})"
     )
     for n in status.nodes:
-        env.out.print(f"  {n.name:<12} {n.address:<15} {n.release} {n.arch}")
+        env.out.print(f"  {n.name:<12} {n.address:<15} {n.release} {n.arch} {n.machine}")
     first = status.nodes[0]
     env.out.print(
         f"try: picl lab ssh {first.name}   or   picl lab exec -- ssh {first.address}", style="dim"
@@ -125,7 +136,8 @@ def down(env: Env, name: str | None, everything: bool) -> ExitStatus:
 @json_option
 @click.pass_obj
 def status(env: Env, name: str | None, as_json: bool) -> ExitStatus:
-    """Per node: address, release and architecture, running, answering SSH.
+    """Per node: address, release and architecture, what runs it (container, or a VM on kvm or
+    tcg), running, answering SSH.
 
     Exit 1 unless every node answers."""
     lab_name = env.lab_name(name)
@@ -145,7 +157,8 @@ def status(env: Env, name: str | None, as_json: bool) -> ExitStatus:
         answer = "[green]ssh ok[/]" if n.ssh else "[red]no ssh[/]"
         card = f"{n.release} {n.arch}"
         env.out.print(
-            f"  {n.name:<12} {n.address:<15} {card:<15} {power}  {answer}", markup=True
+            f"  {n.name:<12} {n.address:<15} {card:<15} {n.machine:<9} {power}  {answer}",
+            markup=True,
         )
     return ExitStatus.OK if healthy else ExitStatus.ERROR
 
@@ -196,4 +209,18 @@ def start(env: Env, name: str | None, node: str, timeout: float | None) -> ExitS
     """Boot NODE again with its disk as it was; returns once it answers SSH."""
     booted = labs.start(env.lab_name(name), node, timeout=timeout)
     env.out.print(f"{node}: {'booted' if booted else 'already on'}, answers SSH")
+    return ExitStatus.OK
+
+
+@lab.command()
+@name_option
+@click.argument("node")
+@click.pass_obj
+def console(env: Env, name: str | None, node: str) -> ExitStatus:
+    """Show NODE's console as it printed it (a VM's serial line): what its screen would show."""
+    path = labs.console_log(env.lab_name(name), node)
+    try:
+        click.echo(path.read_text(errors="replace"), nl=False)
+    except FileNotFoundError:
+        raise PiclError(f"{node}: no console yet ({path}): it has not booted") from None
     return ExitStatus.OK

@@ -12,6 +12,8 @@ concern is a module:
     mirror      this machine's Debian mirror, and the lab's apt proxy to it (aptproxy)
     network     namespaces, the bridge, the cables
     node        a node's disk, identity and power
+    vm          a node booted as a qemu virtual machine with Debian's kernel (--vm)
+    vmimage     an image's VM variant: one disk, Debian's kernel and initrd
     supervisor  the process that boots a node and boots it again after a reboot
     ssh         the lab's key, known_hosts and ssh config
     host        what the host must have and the limits it must raise
@@ -30,7 +32,7 @@ from picl.lab.access import IN_LAB_ENV, NAME_ENV, enter, exec_argv, lab_name, la
 from picl.lab.blueprint import Blueprint, check_name
 from picl.lab.cards import Cards
 from picl.lab.lifecycle import answer_limit, down, down_all, kill, labs_on_host, start, up
-from picl.lab.state import LabStatus, NodeStatus, find, status
+from picl.lab.state import LabStatus, NodeStatus, console_log, find, status
 
 __all__ = [
     "IN_LAB_ENV",
@@ -40,6 +42,7 @@ __all__ = [
     "Cards",
     "LabStatus",
     "check_name",
+    "console_log",
     "NodeStatus",
     "down",
     "down_all",

@@ -45,6 +45,8 @@ class Flash:
     arch: str
     image: str
     """The image id (see picl.lab.image) the node's overlay stands on."""
+    vm: bool = False
+    """Booted as a virtual machine with Debian's kernel (picl.lab.vm), not as a container."""
 
 
 def check_name(name: str) -> str:
@@ -66,10 +68,11 @@ class NodeBlueprint:
     release: str
     arch: str
     image: str
+    vm: bool = False
 
     @property
     def flash(self) -> Flash:
-        return Flash(self.release, self.arch, self.image)
+        return Flash(self.release, self.arch, self.image, self.vm)
 
     @property
     def dir(self) -> Path:
@@ -257,6 +260,7 @@ def design(
                 release=flashed[n.name].release,
                 arch=flashed[n.name].arch,
                 image=flashed[n.name].image,
+                vm=flashed[n.name].vm,
             )
             for i, n in enumerate(nodes)
         ),

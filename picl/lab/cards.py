@@ -12,23 +12,43 @@ from picl.lab.blueprint import Blueprint
 
 @dataclass(frozen=True)
 class Cards:
-    """What `lab up` is asked to flash: a release and an architecture for all nodes or some.
+    """What `lab up` is asked to flash: a release and an architecture for all nodes or some,
+    and which nodes boot as virtual machines (`vm`: all of them; `vms`: these).
 
     What is not asked for stays as it is on a node already made, else is the default (bookworm,
-    this machine's architecture).
+    this machine's architecture, a container).
     """
 
     release: str | None = None
     releases: dict[str, str] = field(default_factory=dict)
     arch: str | None = None
     arches: dict[str, str] = field(default_factory=dict)
+    vm: bool = False
+    vms: frozenset[str] = frozenset()
 
     @classmethod
-    def parse(cls, os_options: Sequence[str] = (), arch_options: Sequence[str] = ()) -> Cards:
-        """From `--os RELEASE|NODE=RELEASE` and `--arch ARCH|NODE=ARCH` options."""
+    def parse(
+        cls,
+        os_options: Sequence[str] = (),
+        arch_options: Sequence[str] = (),
+        vm_options: Sequence[str] = (),
+    ) -> Cards:
+        """From `--os RELEASE|NODE=RELEASE`, `--arch ARCH|NODE=ARCH` and `--vm [NODE]` options
+        (an empty `--vm` value: every node)."""
         release, releases = _per_node("--os", os_options, pios.release)
         arch, arches = _per_node("--arch", arch_options, pios.check_arch)
-        return cls(release, releases, arch, arches)
+        every = "" in vm_options
+        return cls(release, releases, arch, arches, every, frozenset(v for v in vm_options if v))
+
+    def machines(self, names: Sequence[str], built: Blueprint | None) -> set[str]:
+        """The nodes that boot as virtual machines: those asked for, and those that were."""
+        unknown = sorted(self.vms - set(names))
+        if unknown:
+            raise PiclError(
+                f"--vm: no node {', '.join(unknown)} in the spec (its nodes: {', '.join(names)})"
+            )
+        was = {n.name for n in built.nodes if n.vm} if built else set()
+        return set(names) if self.vm else (set(self.vms) | was) & set(names)
 
     def choose(self, names: Sequence[str], built: Blueprint | None) -> dict[str, tuple[str, str]]:
         """{node: (release, arch)} for the spec's nodes; a PiclError for a node it has not."""

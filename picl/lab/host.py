@@ -25,6 +25,11 @@ TOOLS = {
     "chroot": "coreutils",
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
+    "mkfs.ext4": "e2fsprogs",
+    "mount": "mount",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "qemu-img": "qemu-utils",
+    "qemu-storage-daemon": "qemu-system-common",
 }
 NSPAWN_RUN = Path("/run/systemd/nspawn")
 INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")

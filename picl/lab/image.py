@@ -165,7 +165,7 @@ def build(release: str, arch: str, mirror: Mirror, dest: Path) -> None:
     log_path = dest / "build.log"
     started = time.monotonic()
     # A private mount namespace: whatever debootstrap and apt mount dies with them.
-    _logged(
+    logged(
         log_path,
         [
             "unshare", "--mount", "--propagation", "private",
@@ -177,7 +177,7 @@ def build(release: str, arch: str, mirror: Mirror, dest: Path) -> None:
     )  # fmt: skip
     write_sources(root, spec, mirror)
     groups = pios.packages(release, arch)
-    _in_chroot(root, _install_script(spec, groups), log_path, f"installing {release}'s packages")
+    in_chroot(root, _install_script(spec, groups), log_path, f"installing {release}'s packages")
     settle(root, spec, arch)
     packages = [p for g in groups for p in g.packages]
     (dest / "image.json").write_text(
@@ -247,7 +247,7 @@ def _install_script(spec: pios.Release, groups: list[pios.Group]) -> str:
     return " && ".join(f"({line})" for line in script)
 
 
-def _in_chroot(root: Path, script: str, log_path: Path, what: str) -> None:
+def in_chroot(root: Path, script: str, log_path: Path, what: str) -> None:
     """Run a shell script inside the image, with /proc, /sys and /dev, nothing started."""
     policy = root / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\n# nothing starts while the image is built\nexit 101\n")
@@ -258,7 +258,7 @@ def _in_chroot(root: Path, script: str, log_path: Path, what: str) -> None:
         f"mount --rbind /dev {r}/dev"
     )
     try:
-        _logged(
+        logged(
             log_path,
             [
                 "unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -302,14 +302,14 @@ def settle(root: Path, spec: pios.Release, arch: str) -> None:
     swap = root / "etc/dphys-swapfile"
     if swap.is_file():  # pi-gen's size; a container cannot turn swap on, so it makes none
         swap.write_text(swap.read_text().replace("#CONF_SWAPSIZE=\n", "CONF_SWAPSIZE=512\n"))
-        _drop_in(root, "dphys-swapfile.service", "[Unit]\nConditionVirtualization=!container\n")
+        drop_in(root, "dphys-swapfile.service", "[Unit]\nConditionVirtualization=!container\n")
     if arch != pios.native_arch():
         for unit in CREDENTIAL_UNITS:
-            _drop_in(root, unit, NO_CREDENTIALS)
+            drop_in(root, unit, NO_CREDENTIALS)
     _forget_machine(root)
 
 
-def _drop_in(root: Path, unit: str, text: str) -> None:
+def drop_in(root: Path, unit: str, text: str) -> None:
     """A drop-in of the lab's for a unit: what a container or qemu-user cannot do."""
     path = root / f"etc/systemd/system/{unit}.d/picl-lab.conf"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -333,7 +333,7 @@ def _forget_machine(root: Path) -> None:
         deb.unlink()
 
 
-def _logged(log_path: Path, argv: list[str], what: str) -> None:
+def logged(log_path: Path, argv: list[str], what: str) -> None:
     with open(log_path, "a") as out:
         out.write(f"$ {shlex.join(argv)}\n")
         out.flush()

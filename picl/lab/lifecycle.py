@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from picl.errors import PiclError
-from picl.lab import host, image, imager, mirror, network, node, pios, ssh
+from picl.lab import host, image, imager, mirror, network, node, pios, ssh, vm, vmimage
 from picl.lab.access import lab_name
 from picl.lab.blueprint import (
     LOCKS,
@@ -55,7 +55,12 @@ def _design(
     images = {
         wanted: image.ensure(*wanted, debian, warn) for wanted in sorted(set(chosen.values()))
     }
-    flashed = {n: Flash(*chosen[n], images[chosen[n]]) for n in chosen}
+    machines = cards.machines(list(chosen), built)
+    for wanted in sorted({chosen[n] for n in machines}):
+        vmimage.ensure(images[wanted], wanted[1], warn)
+    if machines and uplink:
+        raise PiclError("VM nodes have no uplink (their one NIC is the wired network)")
+    flashed = {n: Flash(*chosen[n], images[chosen[n]], n in machines) for n in chosen}
     return design(
         name,
         cluster.cluster.name,
@@ -122,8 +127,11 @@ def up(
                 log.info("node %s lost its network namespace: restarting it", n.name)
                 _cut_power(lab, n, found)
             network.ensure_cable(lab, n)
-            node.mount_disk(n)
-            node.provision(lab, n, public_key)
+            if n.vm:
+                _provision_vm(lab, n, public_key, node.is_powered(n, found))
+            else:
+                node.mount_disk(n)
+                node.provision(lab, n, public_key)
         ssh.write_client_files(lab)
         found = node.processes(name)
         for n in lab.nodes:
@@ -217,7 +225,10 @@ def start(name: str, node_name: str, timeout: float | None = None) -> bool:
             if target.arch != pios.native_arch():
                 host.ensure_emulation(target.arch)  # gone when this machine rebooted
             network.ensure_cable(lab, target)
-            node.mount_disk(target)
+            if target.vm:
+                vm.ensure_disk(target)
+            else:
+                node.mount_disk(target)
             node.power_on(lab, target)
         _wait_answering(lab, [target], timeout)
     return started
@@ -251,7 +262,9 @@ def answer_limit(arches: list[str]) -> float:
 
 
 def _wait_answering(lab: Blueprint, nodes: list[NodeBlueprint], timeout: float | None) -> None:
-    limit = timeout if timeout is not None else answer_limit([n.arch for n in nodes])
+    limit = timeout if timeout is not None else (
+        answer_limit([n.arch for n in nodes]) + vm.boot_allowance(nodes)
+    )
     silent = ssh.wait_answering(lab, nodes, limit)
     if silent:
         consoles = ", ".join(str(lab.node(s).dir / "console.log") for s in silent)
@@ -259,6 +272,17 @@ def _wait_answering(lab: Blueprint, nodes: list[NodeBlueprint], timeout: float |
             f"lab {lab.name}: {', '.join(silent)} did not answer SSH within {limit:.0f}s "
             f"(see {consoles})"
         )
+
+
+def _provision_vm(lab: Blueprint, n: NodeBlueprint, public_key: str, powered: bool) -> None:
+    """A VM node's card, written while it is off (a running VM's disk is its alone)."""
+    vm.ensure_disk(n)
+    if powered:
+        return
+    with vm.opened(n) as root:
+        node.provision(lab, n, public_key)
+        vm.name_interface(lab, n)
+        vm.keep_host_key(n, root / f"{node.HOST_KEY}.pub")
 
 
 def _check_same_network(built: Blueprint, wanted: Blueprint) -> None:
@@ -306,7 +330,8 @@ def _cut_power(lab: Blueprint, target: NodeBlueprint, found: list[node.Process])
     node.forget_runtime(target.machine)
     node.remove_cgroups(node.cgroup(target))
     if network.exists(target.namespace):
-        unplug(target.namespace, lab.interface)  # its supervisor died before it could
+        # its supervisor died before it could
+        unplug(target.namespace, network.TAP if target.vm else lab.interface)
 
 
 def _stop(found: list[node.Process], name: str, nodes: set[str] | None = None) -> None:

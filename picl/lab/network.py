@@ -25,6 +25,11 @@ from picl.lab.blueprint import (
 
 log = logging.getLogger(__name__)
 
+# A VM node's namespace is the wire between its cable and its NIC: the cable's end and the tap
+# qemu opens, joined by a bridge. No address in it: the address is the VM's own.
+TAP = "tap0"
+NODE_BRIDGE = "br0"
+
 
 def exists(namespace: str) -> bool:
     """Whether the namespace is there: its file is a mount of it (not left from before a reboot)."""
@@ -86,7 +91,9 @@ def ensure_cable(lab: Blueprint, node: NodeBlueprint) -> None:
     if lab.uplink:
         _ensure_uplink_cable(lab, node)
     _ensure_wired_cable(lab, node)
-    if pios.networkmanager_cannot_run(node.release, node.arch):  # the cable brings the address
+    if node.vm:
+        _ensure_tap(lab, node)
+    elif pios.networkmanager_cannot_run(node.release, node.arch):  # the cable brings the address
         _batch(node.namespace, [f"addr replace {node.address}/{lab.prefixlen} dev {lab.interface}",
                                 f"link set {lab.interface} up"])
 
@@ -104,6 +111,24 @@ def _ensure_wired_cable(lab: Blueprint, node: NodeBlueprint) -> None:
             f"link set {node.veth} up",
         ],
     )
+
+
+def _ensure_tap(lab: Blueprint, node: NodeBlueprint) -> None:
+    """The VM's tap (it outlives qemu: off, the NIC has no carrier), bridged to the cable."""
+    ns = node.namespace
+    commands = []
+    if not _link_exists(ns, NODE_BRIDGE):
+        commands.append(f"link add {NODE_BRIDGE} type bridge")
+    if not _link_exists(ns, TAP):
+        commands.append(f"tuntap add dev {TAP} mode tap")
+    commands += [
+        f"link set {lab.interface} master {NODE_BRIDGE}",
+        f"link set {TAP} master {NODE_BRIDGE}",
+        f"link set {NODE_BRIDGE} up",
+        f"link set {lab.interface} up",
+        f"link set {TAP} up",
+    ]
+    _batch(ns, commands)
 
 
 def _ensure_uplink_cable(lab: Blueprint, node: NodeBlueprint) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from picl.errors import PiclError
-from picl.lab import host, image, imager, mirror, pios
+from picl.lab import host, image, imager, mirror, pios, vm
 from picl.lab.blueprint import (
     NETNS,
     STATE,
@@ -30,6 +30,7 @@ from picl.lab.blueprint import (
     Blueprint,
     NodeBlueprint,
 )
+from picl.lab.network import TAP
 from picl.lab.supervisor import CGROUP_TOP, cgroup_roots
 
 log = logging.getLogger(__name__)
@@ -124,10 +125,10 @@ class Process:
     """A process of some lab node, as found in /proc."""
 
     pid: int
-    kind: str  # "supervisor", "nspawn" or "container"
+    kind: str  # "supervisor", "nspawn", "container", "qemu" or "export" (a VM's disk, opened)
     lab: str
     node: str
-    init: bool = False  # the container's PID 1 (its systemd)
+    init: bool = False  # the container's PID 1 (its systemd), or the VM
 
 
 # -- the disk ------------------------------------------------------------------------------
@@ -252,8 +253,9 @@ def _profile(root: Path, name: str, text: str) -> None:
 
 
 def host_key(node: NodeBlueprint) -> str:
-    """The node's public host key (`TYPE BASE64`), from its disk."""
-    fields = (node.root / f"{HOST_KEY}.pub").read_text().split()
+    """The node's public host key (`TYPE BASE64`), from its disk (a VM's: from its copy)."""
+    path = node.dir / vm.HOST_KEY_COPY if node.vm else node.root / f"{HOST_KEY}.pub"
+    fields = path.read_text().split()
     return f"{fields[0]} {fields[1]}"
 
 
@@ -306,13 +308,17 @@ def remove_cgroups(relative: str) -> None:
 def power_on(lab: Blueprint, node: NodeBlueprint) -> None:
     """Start the node's supervisor, which boots it (and boots it again when it reboots)."""
     node.dir.mkdir(parents=True, exist_ok=True)
-    boot = {
+    boot: dict[str, object] = {
         "argv": nspawn_argv(node),
         "env": NSPAWN_ENV,
         "cgroup": cgroup(node),
         "namespace": node.namespace,
         "interface": lab.interface,
     }
+    if node.vm:
+        how = vm.accel()
+        boot.update(argv=vm.qemu_argv(lab, node, how), env={}, interface=TAP, accel=how,
+                    qmp=str(vm.qmp(node)))  # fmt: skip
     (node.dir / "boot.json").write_text(json.dumps(boot, indent=2) + "\n")
     with open(node.dir / SUPERVISOR_LOG, "a") as out:
         # The supervisor daemonizes: this returns once it is on its own.
@@ -351,6 +357,12 @@ def _identify(pid: int, own_mnt: int) -> Process | None:
     if "picl.lab.supervisor" in args and len(args) >= 2:
         where = _lab_node(Path(args[-1]))
         return Process(pid, "supervisor", *where) if where else None
+    if os.path.basename(args[0]).startswith("qemu-") and "-pidfile" in args:
+        where = _lab_node(Path(args[args.index("-pidfile") + 1]).parent)
+        return Process(pid, "qemu", *where, init=True) if where else None
+    if os.path.basename(args[0]) == "qemu-storage-daemon" and "--pidfile" in args:
+        where = _lab_node(Path(args[args.index("--pidfile") + 1]).parent)
+        return Process(pid, "export", *where) if where else None
     if os.path.basename(args[0]) == "systemd-nspawn":
         for arg in args:
             if arg.startswith("--directory="):
@@ -409,7 +421,7 @@ def is_running(node: NodeBlueprint, found: list[Process]) -> bool:
 
 
 def is_powered(node: NodeBlueprint, found: list[Process]) -> bool:
-    """Whether anything of the node runs: its supervisor, nspawn or container."""
+    """Whether anything of the node runs: its supervisor, nspawn, container or VM."""
     return any(p.lab == node.lab and p.node == node.name for p in found)
 
 
@@ -420,19 +432,24 @@ def shut_down(found: list[Process]) -> None:
         if p.kind == "supervisor":
             # It tells nspawn, which halts the container through its systemd, and then exits.
             _signal(p.pid, signal.SIGTERM)
-        elif p.init and (p.lab, p.node) not in supervised:
+        elif p.kind == "container" and p.init and (p.lab, p.node) not in supervised:
             _signal(p.pid, signal.SIGRTMIN + 4)  # systemd: poweroff
+        elif p.kind == "qemu" and (p.lab, p.node) not in supervised:
+            _signal(p.pid, signal.SIGTERM)  # no one to press its power button: qemu quits
 
 
 def cut_power(found: list[Process]) -> None:
-    """Pull the plug: SIGKILL each container's init, which takes its whole PID namespace along.
+    """Pull the plug: SIGKILL each VM, and each container's init, which takes its whole PID
+    namespace along.
 
     nspawn then exits (not with the reboot status), and so does its supervisor: each is reaped
     by its parent instead of being left a zombie. What is still there after a while is killed.
     """
     inits = {p.pid for p in found if p.init}
     # (what, how long it may take to exit by itself once the one before it is gone)
-    for kind, grace in (("container", 0.0), ("nspawn", 2.0), ("supervisor", 2.0)):
+    for kind, grace in (
+        ("qemu", 0.0), ("container", 0.0), ("nspawn", 2.0), ("supervisor", 2.0), ("export", 0.0)
+    ):
         pids = sorted((p.pid for p in found if p.kind == kind), key=lambda pid: pid not in inits)
         _wait_exit(pids, timeout=grace)
         for pid in pids:

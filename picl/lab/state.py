@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from picl.errors import PiclError
-from picl.lab import mirror, network, node, ssh
+from picl.lab import mirror, network, node, ssh, vm
 from picl.lab.blueprint import BRIDGE, Blueprint, check_name
 
 
@@ -19,6 +20,8 @@ class NodeStatus:
     release: str
     arch: str
     image: str
+    machine: str
+    """"container", or a VM on "kvm" or "tcg" (software emulation)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ def status(name: str, check_ssh: bool = True) -> LabStatus | None:
             release=n.release,
             arch=n.arch,
             image=n.image,
+            machine=vm.machine(n),
         )
         for n in lab.nodes
     ]
@@ -89,3 +93,11 @@ def find(name: str) -> Blueprint:
         raise PiclError(f"no lab {name!r} is up on this machine: `picl lab up` first")
     return lab
 
+
+
+def console_log(name: str, node_name: str) -> Path:
+    """Where a node's console is kept: what it printed at boot, the serial line of a VM."""
+    lab = Blueprint.load(check_name(name))
+    if lab is None:
+        raise PiclError(f"no lab {name!r} on this machine")
+    return lab.node(node_name).dir / "console.log"

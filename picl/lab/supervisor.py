@@ -6,6 +6,9 @@ status 133. SIGTERM shuts the node down cleanly (nspawn passes it on to the cont
 a halt) and ends the supervisor. SIGKILL to the supervisor, then to nspawn and the container,
 is a power cut: that is `picl lab kill`.
 
+A VM node (boot.json has `qmp`) runs qemu instead, which reboots the machine itself and exits
+when it powers off; SIGTERM presses its power button (ACPI), and systemd shuts it down.
+
 Only the standard library: it runs for as long as the node does.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -61,6 +65,22 @@ def unplug(namespace: str, interface: str) -> None:
         subprocess.run(["ip", "-n", namespace, *command], stdin=subprocess.DEVNULL, check=False)
 
 
+def press_power_button(qmp: str) -> None:
+    """ACPI power button, through qemu's control socket: the guest's systemd shuts it down."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
+            control.settimeout(5)
+            control.connect(qmp)
+            reader = control.makefile("rb")
+            reader.readline()  # qemu's greeting
+            for command in ("qmp_capabilities", "system_powerdown"):
+                control.sendall(json.dumps({"execute": command}).encode() + b"\n")
+                reader.readline()
+    except OSError as exc:
+        say(f"could not press the power button ({exc}): cutting the power")
+        raise
+
+
 def supervise(node_dir: Path) -> int:
     boot = json.loads((node_dir / "boot.json").read_text())
     argv, env = boot["argv"], {**os.environ, **boot["env"]}
@@ -72,6 +92,12 @@ def supervise(node_dir: Path) -> int:
         nonlocal stopping
         stopping = True
         if child is not None and child.poll() is None:
+            if boot.get("qmp"):
+                try:
+                    press_power_button(boot["qmp"])
+                    return
+                except OSError:
+                    pass
             child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_term)
@@ -83,9 +109,10 @@ def supervise(node_dir: Path) -> int:
             child = subprocess.Popen(
                 argv, env=env, stdin=subprocess.DEVNULL, stdout=console, stderr=console
             )
-        say(f"booting: nspawn {child.pid}")
+        what = "qemu" if boot.get("qmp") else "nspawn"
+        say(f"booting: {what} {child.pid}")
         status = child.wait()
-        say(f"nspawn exited with status {status}")
+        say(f"{what} exited with status {status}")
         unplug(boot["namespace"], boot["interface"])
         if status != REBOOT:
             return 0 if status == 0 else 1

@@ -1,0 +1,105 @@
+"""What makes a node a VM, and how it is booted: data, no root needed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from picl.errors import PiclError
+from picl.lab import Cards, blueprint, vm
+from picl.lab.blueprint import Blueprint, NodeBlueprint
+
+NODES = ["node0", "node1", "node2"]
+
+
+def built(*vms: str) -> Blueprint:
+    nodes = tuple(
+        NodeBlueprint("a", name, f"10.0.0.{i}", i, "bookworm", "amd64", "img", name in vms)
+        for i, name in enumerate(NODES)
+    )
+    return Blueprint("a", "a", "10.0.0.0/24", "eth0", "10.0.0.254", "pi", nodes)
+
+
+@pytest.mark.parametrize(
+    ("vm_options", "was", "expected"),
+    [
+        ((), None, set()),
+        (("",), None, set(NODES)),  # `--vm` alone: every node
+        (("node1",), None, {"node1"}),
+        (("node1", "node2"), None, {"node1", "node2"}),
+        (("node1", ""), None, set(NODES)),
+        # What is not asked for stays as it was made.
+        ((), built("node2"), {"node2"}),
+        (("node0",), built("node2"), {"node0", "node2"}),
+    ],
+)  # fmt: skip
+def test_which_nodes_are_vms(
+    vm_options: tuple[str, ...], was: Blueprint | None, expected: set[str]
+) -> None:
+    assert Cards.parse((), (), vm_options).machines(NODES, was) == expected
+
+
+def test_a_vm_for_a_node_the_spec_has_not() -> None:
+    with pytest.raises(PiclError, match=r"--vm: no node node7 in the spec \(its nodes: node0"):
+        Cards.parse((), (), ("node7",)).machines(NODES, None)
+
+
+def test_a_lab_saved_before_vms_has_container_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(blueprint, "STATE", tmp_path)
+    lab = built("node1")
+    (tmp_path / "a").mkdir()
+    data = json.loads(json.dumps({**lab.__dict__, "nodes": [n.__dict__ for n in lab.nodes]}))
+    for n in data["nodes"]:
+        n.pop("vm")
+    (tmp_path / "a/lab.json").write_text(json.dumps(data))
+    loaded = Blueprint.load("a")
+    assert loaded is not None and not any(n.vm for n in loaded.nodes)
+    lab.save()
+    again = Blueprint.load("a")
+    assert again is not None and [n.vm for n in again.nodes] == [False, True, False]
+
+
+def test_a_vm_changed_to_a_container_is_a_new_card() -> None:
+    assert built("node1").node("node1").flash != built().node("node1").flash
+
+
+def test_mac_is_locally_administered_and_stable() -> None:
+    node = built("node1").node("node1")
+    other = built("node1").node("node2")
+    assert vm.mac(node) == vm.mac(built("node1").node("node1"))
+    assert vm.mac(node) != vm.mac(other)
+    assert vm.mac(node).startswith("52:54:00:") and len(vm.mac(node).split(":")) == 6
+
+
+@pytest.mark.parametrize(
+    ("how", "wanted", "unwanted"),
+    [
+        ("tcg", ["-accel", "tcg,tb-size=128", "-m", "512", "-smp", "1"], ["kvm"]),
+        ("kvm", ["-accel", "kvm", "-cpu", "host"], ["tcg,tb-size=128"]),
+    ],
+)
+def test_qemu_boots_debians_kernel_in_the_nodes_namespace(
+    how: str, wanted: list[str], unwanted: list[str]
+) -> None:
+    lab = built("node1")
+    node = lab.node("node1")
+    argv = vm.qemu_argv(lab, node, how)
+    assert argv[:3] == ["nsenter", "--net=/run/netns/picl-a-node1", "--"]
+    joined = " ".join(argv)
+    assert " ".join(wanted) in joined
+    assert not any(u in argv for u in unwanted)
+    assert f"-pidfile {node.dir}/qemu.pid" in joined  # how the lab finds it in /proc
+    assert f"file={node.dir}/disk.qcow2,if=virtio,format=qcow2" in argv
+    assert "tap,id=wired,ifname=tap0,script=no,downscript=no" in argv
+    assert "-append" in argv and "console=ttyS0" in argv[argv.index("-append") + 1]
+    assert f"file,id=console,path={node.dir}/console.log,append=on" in argv
+
+
+def test_containers_take_no_more_time_to_boot(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vm, "accel", lambda: "tcg")
+    assert vm.boot_allowance(list(built().nodes)) == 0
+    assert vm.boot_allowance(list(built("node1").nodes)) > 0
