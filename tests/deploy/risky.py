@@ -78,15 +78,19 @@ class Risky:
         return [sys.executable, "-c", "from picl.cli import main; main()", "--secrets",
                 str(self.secrets), "--lab", *args]
 
-    def picl(self, spec: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    def picl(
+        self, spec: Path, *args: str, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
         """`picl --lab ARGS` on `spec`; the Wi-Fi key must never be in what it prints."""
         result = subprocess.run(self.argv(*args), env=self.environ(spec), capture_output=True,
-                                text=True, timeout=600, stdin=subprocess.DEVNULL)
+                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         assert PSK not in result.stdout + result.stderr
         return result
 
-    def apply(self, spec: Path, *nodes: str) -> subprocess.CompletedProcess[str]:
-        return self.picl(spec, "apply", "--yes", *(f"--node={n}" for n in nodes))
+    def apply(
+        self, spec: Path, *nodes: str, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        return self.picl(spec, "apply", "--yes", *(f"--node={n}" for n in nodes), timeout=timeout)
 
     def fstab(self, node: str) -> bytes:
         return base64.b64decode(self.lab.ssh(node, "base64 -w0 /etc/fstab").stdout)

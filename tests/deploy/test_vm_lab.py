@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from picl.lab import Cards
-from tests.conftest import running_lab, session_lab_name
+from tests.conftest import Lab, running_lab, session_lab_name
 from tests.deploy.risky import Risky, mount, picl_lab
 
 pytestmark = pytest.mark.lab
@@ -38,20 +38,12 @@ BOOT = 600  # seconds a VM may take to boot, emulated, on a busy machine (bounde
 
 @pytest.fixture(scope="module")
 def vms(lab_host: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Risky]:
-    """A lab of two VM nodes with the share applied."""
-    root = tmp_path_factory.mktemp("vm")
-    spec = root / "cluster.toml"
-    with running_lab(session_lab_name("vm"), spec=_spec(root, spec), cards=Cards(vm=True)) as lab:
-        risky = Risky(lab, root)
+    """A lab of two VM nodes (the spec's secrets beside it, as the tests' specs have them)."""
+    name = session_lab_name("vm")
+    risky = Risky(Lab(name, Path()), tmp_path_factory.mktemp("vm"))
+    with running_lab(name, spec=shared_spec(risky), cards=Cards(vm=True)) as lab:
+        risky.lab = lab
         yield risky
-
-
-def _spec(root: Path, path: Path) -> Path:
-    risky = Risky.__new__(Risky)
-    risky.root, risky.count = root, 0
-    made = risky.spec(USER + SHARE, nodes=NODES)
-    path.write_text(made.read_text())
-    return path
 
 
 def shared_spec(risky: Risky, extra: str = "") -> Path:
@@ -76,7 +68,7 @@ def test_nodes_are_vms_with_a_console(vms: Risky) -> None:
 
 def test_share_is_mounted_over_nfs_both_ways_and_after_a_reboot(vms: Risky) -> None:
     lab = vms.lab
-    result = vms.apply(shared_spec(vms))
+    result = vms.apply(shared_spec(vms), timeout=2 * BOOT)  # apt, emulated
     assert result.returncode == 0, result.stdout + result.stderr
     lab.ssh("node1", "ls /shared")  # the automount mounts it when it is first used
     assert lab.ssh("node1", "findmnt -t nfs4 -n -o SOURCE /shared").stdout.strip() == SERVER
@@ -95,7 +87,7 @@ def test_share_is_mounted_over_nfs_both_ways_and_after_a_reboot(vms: Risky) -> N
 def test_picl_refuses_a_missing_device_and_the_node_still_boots(vms: Risky) -> None:
     before = vms.fstab("node1")
     result = vms.apply(shared_spec(vms, mount("node1", "/dev/vdz", "/mnt/broken", "ext4",
-                                              "defaults")), "node1")
+                                              "defaults")), "node1", timeout=BOOT)
     assert result.returncode == 1, result.stdout + result.stderr
     assert vms.fstab("node1") == before
     reboot(vms, "node1")
