@@ -110,3 +110,16 @@ def test_the_same_line_by_hand_hangs_the_boot_in_emergency_mode(vms: Risky) -> N
     assert "dev-vdz.device" in console.read_bytes()[seen:].decode(errors="replace")
     assert lab.ssh("node1", "true", check=False, timeout=30).returncode != 0
     assert "You are in emergency mode" in picl_lab(lab, "lab", "console", "node1").stdout
+
+
+def test_down_leaves_no_vm_tap_disk_or_mount(vms: Risky) -> None:
+    from picl import lab as labs
+    from picl.lab import network, node
+
+    lab = vms.lab.blueprint
+    assert labs.down(lab.name)
+    assert node.processes(lab.name) == []  # no qemu, supervisor or disk export
+    assert not [ns for ns in network.namespaces() if ns.startswith(f"picl-{lab.name}-")]
+    mounts = Path("/proc/mounts").read_text()
+    assert str(lab.dir) not in mounts
+    assert not lab.dir.exists()  # the nodes' disks went with it; the image's stays cached
