@@ -33,7 +33,7 @@ clients = ["node1"]
 """
 SERVER = "10.1.10.240:/srv/shared"
 BAD_LINE = "/dev/vdz /mnt/broken ext4 defaults 0 2"
-BOOT = 600  # seconds a VM may take to boot, emulated, on a busy machine (bounded, not asserted)
+BOOT = 1200  # seconds a VM may take to boot, emulated, on a busy machine (bounded, not asserted)
 
 
 @pytest.fixture(scope="module")
