@@ -56,10 +56,10 @@ def _design(
         wanted: image.ensure(*wanted, debian, warn) for wanted in sorted(set(chosen.values()))
     }
     machines = cards.machines(list(chosen), built)
-    for wanted in sorted({chosen[n] for n in machines}):
-        vmimage.ensure(images[wanted], wanted[1], warn)
     if machines and uplink:
         raise PiclError("VM nodes have no uplink (their one NIC is the wired network)")
+    for wanted in sorted({chosen[n] for n in machines}):
+        vmimage.ensure(images[wanted], wanted[1], warn)
     flashed = {n: Flash(*chosen[n], images[chosen[n]], n in machines) for n in chosen}
     return design(
         name,
