@@ -26,9 +26,12 @@ Host *
     GlobalKnownHostsFile /dev/null
     StrictHostKeyChecking yes
     CheckHostIP no
-    ConnectTimeout 5
+    ConnectTimeout {connect_timeout}
     LogLevel ERROR
 """
+# Seconds an SSH connection may take to be answered: an emulated VM on a busy machine took 112 s
+# to answer one; polled every few seconds, its sshd drowns in connections it has not answered.
+VM_PATIENCE = 150
 CONTROL = Path("/run/picl/lab")  # under it, each lab's shared SSH connections
 # `ssh` and `scp` found first on PATH inside the lab, so that `ssh ADDRESS` and
 # `git push ssh://root@ADDRESS/...` use the lab's key and known_hosts without options.
@@ -76,7 +79,8 @@ def write_client_files(lab: Blueprint) -> None:
     config = config_path(lab)
     _replace(
         config,
-        CONFIG.format(lab=lab.name, key=key_path(lab), known_hosts=known_hosts_path(lab)),
+        CONFIG.format(lab=lab.name, key=key_path(lab), known_hosts=known_hosts_path(lab),
+                      connect_timeout=VM_PATIENCE if any(n.vm for n in lab.nodes) else 5),
     )
     for tool in ("ssh", "scp"):
         wrapper = bin_dir(lab) / tool
@@ -130,13 +134,18 @@ def answers(lab: Blueprint, target: NodeBlueprint, timeout: float = 5) -> bool:
     return proc.returncode == 0
 
 
+def patience(target: NodeBlueprint) -> float:
+    """How long one SSH attempt at a node may wait for its answer."""
+    return VM_PATIENCE if target.vm else 3
+
+
 def wait_answering(lab: Blueprint, nodes: list[NodeBlueprint], timeout: float) -> list[str]:
     """Wait until every node answers SSH; the names of those that did not within the timeout."""
     deadline = time.monotonic() + timeout
 
     def wait_one(target: NodeBlueprint) -> str | None:
         while True:
-            if answers(lab, target, timeout=3):
+            if answers(lab, target, timeout=patience(target)):
                 return None
             if time.monotonic() > deadline:
                 return target.name
@@ -153,7 +162,7 @@ def probe(lab: Blueprint, nodes: list[NodeBlueprint]) -> dict[str, bool]:
     if not nodes:
         return {}
     with ThreadPoolExecutor(max_workers=min(32, len(nodes))) as pool:
-        results = pool.map(lambda n: answers(lab, n, timeout=3), nodes)
+        results = pool.map(lambda n: answers(lab, n, timeout=patience(n)), nodes)
         return {n.name: ok for n, ok in zip(nodes, results, strict=True)}
 
 
