@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from picl.errors import PiclError
-from picl.lab import Cards, blueprint, vm
+from picl.lab import Cards, blueprint, ssh, vm
 from picl.lab.blueprint import Blueprint, NodeBlueprint
 
 NODES = ["node0", "node1", "node2"]
@@ -103,3 +103,11 @@ def test_containers_take_no_more_time_to_boot(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(vm, "accel", lambda: "tcg")
     assert vm.boot_allowance(list(built().nodes)) == 0
     assert vm.boot_allowance(list(built("node1").nodes)) > 0
+
+
+def test_a_vm_is_given_time_to_answer_ssh() -> None:
+    """An emulated VM on a busy machine took 112 s to answer one SSH connection: attempts of a
+    few seconds each never reach it (and pile up unanswered in its sshd)."""
+    lab = built("node1")
+    assert ssh.patience(lab.node("node1")) >= 120
+    assert ssh.patience(lab.node("node0")) == 3
