@@ -4,9 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PICL   := $(BIN)/picl
 # Debian packages picl needs on the operator's machine: the venv, ssh and git for
-# reaching nodes, and what the lab builds and boots its nodes with.
+# reaching nodes, and what the lab builds and boots its nodes with (qemu: `lab up --vm`).
 APT_PACKAGES := python3-venv python3-dev gcc git openssh-client iproute2 \
-                debootstrap systemd-container iputils-ping procps
+                debootstrap systemd-container iputils-ping procps \
+                qemu-system-x86 qemu-utils e2fsprogs
 
 .PHONY: setup test test-arm64 demo lint docs bench clean
 
