@@ -17,7 +17,8 @@ from pyinfra.api import StringCommand, operation
 from picl.deploy.changes import Attribute, Change, Guard, Step, text_diff
 from picl.deploy.commands import upload
 from picl.deploy.fstab import Fstab, FstabEdit, fstab_entries, plan_fstab, shown
-from picl.deploy.view import NodeView
+from picl.deploy.view import ClusterFacts, NodeView
+from picl.facts.node import Reads
 from picl.spec import Cluster, Node
 
 FSTAB = "/etc/fstab"
@@ -174,6 +175,11 @@ def guard(edit: FstabEdit) -> Guard:
     return Guard(files=(FSTAB,), restore=tuple(restore))
 
 
+def reads(cluster: Cluster, node: Node, shared: ClusterFacts) -> Reads:
+    """/etc/fstab, byte for byte: it is written back so, whatever its encoding."""
+    return Reads(files=(FSTAB,))
+
+
 def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:
     """The helpers of the filesystems the node mounts (trixie's Lite image has no nfs-common)."""
     types = [entry.type for entry in fstab_entries(cluster, node)]
@@ -182,7 +188,7 @@ def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:
 
 def changes(view: NodeView) -> list[Change]:
     """The node's fstab: one change with its text diff; a blocked change per conflict."""
-    current = view.observed.fstab
+    current = view.observed.data(FSTAB)
     desired = fstab_entries(view.cluster, view.node)
     if current is None and not desired:
         return []

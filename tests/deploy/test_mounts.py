@@ -28,7 +28,8 @@ def spec(tmp_path: Path) -> Cluster:
 
 def node_changes(cluster: Cluster, node: str, fstab: bytes | None) -> dict:
     observed = fresh_node(node)
-    observed.fstab = fstab
+    if fstab is not None:
+        observed.files[mounts.FSTAB] = fstab
     return {c.resource: c for c in mounts.changes(view(cluster, node, observed))}
 
 
@@ -116,7 +117,7 @@ def test_fstab_changes_come_after_the_rest_of_the_node(
     monkeypatch.chdir(tmp_path)  # where the spec's managed files are
     node = spec.node("node1")
     observed = fresh_node()
-    observed.fstab = STOCK
+    observed.files[mounts.FSTAB] = STOCK
     plan = plan_node(spec, node, observed, view(spec, "node1", observed).shared)
     resources = [c.resource for c in plan.changes]
     assert resources.index("hosts") < resources.index("fstab")
