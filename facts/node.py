@@ -62,7 +62,7 @@ def merged(declarations: Iterable[Reads]) -> Reads:
     return found
 
 
-def _q(words: Iterable[str]) -> str:
+def _words(words: Iterable[str]) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -103,7 +103,7 @@ def _digests(reads: Reads) -> list[str]:
         lines.append(f"[ -r /etc/shadow ] && while IFS=: read -r n p _; do\n  case $n in\n{cases}"
                      "  esac\ndone < /etc/shadow")
     for number, chunk in enumerate(chunks):
-        files = _q(reads.secret_files) if number == 0 else ""
+        files = _words(reads.secret_files) if number == 0 else ""
         if not chunk and not files:
             continue
         first = number * len(_FDS)
@@ -128,14 +128,14 @@ def script(reads: Reads) -> str:
         quoted = shlex.quote(path)
         parts.append(f"echo {shlex.quote(f'{MARK} kernel {path}')}; [ -r {quoted} ] && "
                      f"while IFS= read -r l; do printf '%s\\n' \"$l\"; done < {quoted}")
-    whole = [_q(reads.files), " ".join(reads.patterns),
+    whole = [_words(reads.files), " ".join(reads.patterns),
              *(_in_home(var, u, p) for u, p in reads.home_files)]
     if any(whole):
         # One archive for every file: names, bytes and all, whatever they hold.
         parts.append(f"echo '{MARK} files'; tar -chPf - --no-recursion --hard-dereference "
                      f"--ignore-failed-read -- {' '.join(w for w in whole if w)} 2>/dev/null "
                      "| base64 -w0; echo")
-    stat = [_q(dict.fromkeys([*reads.files, *reads.stats, *reads.links, *reads.secret_files])),
+    stat = [_words(dict.fromkeys([*reads.files, *reads.stats, *reads.links, *reads.secret_files])),
             *(_in_home(var, u, p) for u, p in reads.home_stats)]
     if any(stat):
         parts.append(f"echo '{MARK} stat'; QUOTING_STYLE=literal stat --printf "
@@ -145,7 +145,7 @@ def script(reads: Reads) -> str:
     names = [*reads.packages, *reads.versions]
     if names:
         parts.append(f"echo '{MARK} packages'; d=$(dpkg-query -W -f='${{Package}} "
-                     f"${{db:Status-Abbrev}} ${{Version}}\\n' -- {_q(dict.fromkeys(names))} "
+                     f"${{db:Status-Abbrev}} ${{Version}}\\n' -- {_words(dict.fromkeys(names))} "
                      "2>/dev/null); printf '%s\\n' \"$d\"")
     for package in reads.versions:
         # apt-cache loads the whole index (a second on a Pi): only until the package is installed.
@@ -156,10 +156,10 @@ def script(reads: Reads) -> str:
         # One `systemctl show` for every unit: each systemctl call costs a node ~10 ms of CPU.
         parts.append(f"echo '{MARK} units'; echo {shlex.quote(' '.join(reads.units))}; "
                      f"systemctl show -p LoadState -p UnitFileState -p ActiveState -- "
-                     f"{_q(reads.units)} 2>/dev/null")
+                     f"{_words(reads.units)} 2>/dev/null")
     if reads.exists:
         parts.append(f"echo '{MARK} exists'; "
-                     f"for p in {_q(reads.exists)}; do [ -e \"$p\" ] && echo \"$p\"; done")
+                     f"for p in {_words(reads.exists)}; do [ -e \"$p\" ] && echo \"$p\"; done")
     for name, command in reads.commands:
         parts.append(f"echo {shlex.quote(f'{MARK} command {name}')}; {{ {command}\n}} 2>/dev/null")
     return "\n".join(parts) + "\ntrue\n"
