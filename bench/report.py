@@ -3,9 +3,9 @@
     .venv-bench/bin/python bench/report.py [--results bench/results] [--docs docs]
 
 Reads what `make bench` measured (compare.json, scaling.json, read.json, agent.json and
-startup.json in --results) and writes benchmarks.md and benchmarks.png in --docs. Every figure in the report
-is computed here from those files: nothing is typed in by hand. Needs matplotlib (the bench's
-own venv has it).
+startup.json in --results) and writes benchmarks.md and benchmarks.png in --docs. Every figure
+in the report is computed here from those files: nothing is typed in by hand. Needs matplotlib
+(the bench's own venv has it).
 """
 
 from __future__ import annotations
@@ -200,6 +200,9 @@ def read_section(read: dict[str, Any]) -> list[str]:
                          f"{median(run['processes']):.0f} | {run['node_cpu_ms']:.1f} | "
                          f"{run['script_bytes']} |")
     met = "met" if median(first["processes"]) <= READ_GOAL else "not met"
+    for label in ("before", "after"):
+        if "note" in read.get(label, {}):
+            lines += ["", read[label]["note"]]
     lines += ["", f"Goal: at most {READ_GOAL} processes per read, the same data: {met}."]
     return lines
 
