@@ -53,6 +53,7 @@ bench: setup
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/compare.py $(BENCH_COMPARE)
 	$(BIN)/python bench/scaling.py
+	$(BIN)/python bench/read.py --as after
 	$(BIN)/python bench/agent.py
 	.venv-bench/bin/python bench/report.py
 

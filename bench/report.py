@@ -2,11 +2,11 @@
 
     .venv-bench/bin/python bench/report.py [--results bench/results] [--docs docs]
 
-Reads what `make bench` measured (compare.json, scaling.json, agent.json, startup.json in
---results; the same files from before the cost work of issue 15 in --results/before) and
-writes benchmarks.md and benchmarks.png in --docs. Every figure in the report
-is computed here from those files: nothing is typed in by hand. Needs matplotlib (the bench's
-own venv has it).
+Reads what `make bench` measured (compare.json, scaling.json, read.json, agent.json,
+startup.json in --results; the same files from before the cost work of issue 15 in
+--results/before) and writes benchmarks.md and benchmarks.png in --docs. Every figure in the
+report is computed here from those files: nothing is typed in by hand. Needs matplotlib (the
+bench's own venv has it).
 """
 
 from __future__ import annotations
@@ -176,6 +176,35 @@ def scaling_section(scaling: dict[str, Any]) -> list[str]:
         added = f"{(median(row['wall_s']) - base) / extra / nodes * 1000:.2f}" if extra else ""
         lines.append(f"| {row['files']} | {median(row['wall_s']):.2f} | "
                      f"{spread(row['wall_s'])} | {added} |")
+    return lines
+
+
+READ_GOAL = 10  # processes one node-side read may start (issue 15)
+
+
+def read_section(read: dict[str, Any]) -> list[str]:
+    """The node-side read of a plan, before and after the change that merged the reads."""
+    runs = [read[label] for label in ("before", "after") if label in read]
+    first = runs[-1]
+    lines = [
+        f"What the one command a plan runs on each node costs that node: on {first['nodes']} "
+        f"lab nodes at once, {first['reads']} reads each in one SSH session (bench/read.py). "
+        "Processes: the pids the node's pid namespace handed out during one read, its shell "
+        "included (the fewest of the reads, median over the nodes). CPU: the nodes' cgroup "
+        "while the reads ran, less the same loop around an empty command, per read.", "",
+        "| read | processes | node CPU per read ms | script bytes |", "|---|---:|---:|---:|",
+    ]
+    for label in ("before", "after"):
+        if label in read:
+            run = read[label]
+            lines.append(f"| {label} ({run['machine']['date']}) | "
+                         f"{median(run['processes']):.0f} | {run['node_cpu_ms']:.1f} | "
+                         f"{run['script_bytes']} |")
+    met = "met" if median(first["processes"]) <= READ_GOAL else "not met"
+    for label in ("before", "after"):
+        if "note" in read.get(label, {}):
+            lines += ["", read[label]["note"]]
+    lines += ["", f"Goal: at most {READ_GOAL} processes per read, the same data: {met}."]
     return lines
 
 
@@ -390,6 +419,9 @@ def report(results_dir: Path, image: str) -> str:
     scaling = load(results_dir, "scaling")
     if scaling:
         lines += ["With the number of resources:", "", *scaling_section(scaling), ""]
+    read = load(results_dir, "read")
+    if read:
+        lines += ["## The node-side read", "", *read_section(read), ""]
     agent = load(results_dir, "agent")
     if agent:
         lines += ["## The agent", "", *agent_section(agent), ""]

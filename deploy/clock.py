@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from picl.deploy.changes import Attribute, Change, text_diff
 from picl.deploy.commands import command, put, sh
-from picl.deploy.view import NodeView
+from picl.deploy.view import ClusterFacts, NodeView
+from picl.facts.node import Observed, Reads
 from picl.spec import Cluster, Node
 
 CHRONY_CONF = "/etc/chrony/chrony.conf"
+LOCALTIME = "/etc/localtime"
+ZONEINFO = "/usr/share/zoneinfo/"
+READS = Reads(files=(CHRONY_CONF,), links=(LOCALTIME,))
 LOCALTIME_NEW = "/etc/.picl-localtime"
 HEADER = "# Managed by picl from cluster.toml ([time]): edit the spec, not this file.\n"
 # Debian's own settings, kept so chrony behaves as packaged.
@@ -36,6 +40,16 @@ def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:
     return ("chrony",)
 
 
+def reads(cluster: Cluster, node: Node, shared: ClusterFacts) -> Reads:
+    return READS
+
+
+def timezone(observed: Observed) -> str | None:
+    """The zone /etc/localtime names, None when it names none."""
+    link = observed.links.get(LOCALTIME) or ""
+    return link.split("zoneinfo/", 1)[1] if "zoneinfo/" in link else None
+
+
 def chrony_conf(view: NodeView) -> str:
     time = view.cluster.time
     lines = [HEADER]
@@ -53,12 +67,13 @@ def chrony_conf(view: NodeView) -> str:
 def changes(view: NodeView) -> list[Change]:
     found = []
     zone = view.cluster.cluster.timezone
-    if view.observed.timezone != zone:
+    have = timezone(view.observed)
+    if have != zone:
         found.append(Change(
-            "timezone", "update", (Attribute("timezone", view.observed.timezone, zone),),
+            "timezone", "update", (Attribute("timezone", have, zone),),
             # A symlink made beside it and renamed: /etc/localtime is never missing.
-            steps=(sh(command("ln", "-sfn", f"/usr/share/zoneinfo/{zone}", LOCALTIME_NEW),
-                      command("mv", "-fT", LOCALTIME_NEW, "/etc/localtime")),
+            steps=(sh(command("ln", "-sfn", ZONEINFO + zone, LOCALTIME_NEW),
+                      command("mv", "-fT", LOCALTIME_NEW, LOCALTIME)),
                    put("/etc/timezone", zone + "\n")),
         ))
     current = view.observed.file(CHRONY_CONF)

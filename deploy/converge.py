@@ -25,9 +25,9 @@ from typing import Any, TypeVar, cast
 
 from picl.deploy import confirm, github, keys
 from picl.deploy.changes import Change, Guard, NodePlan, Step
-from picl.deploy.plan import Plan, plan_node, probe
+from picl.deploy.plan import Plan, plan_node, reads
 from picl.deploy.view import ClusterFacts
-from picl.facts.node import Probe, parse, script
+from picl.facts.node import Reads, parse, script
 from picl.spec import Cluster, Node
 from picl.transport.connection import Connection
 from picl.transport.remote import ask
@@ -116,7 +116,7 @@ def _last(logs: list[str]) -> str:
     return "; ".join(said[-3:])
 
 
-def read_nodes(items: dict[str, tuple[Node, Probe]], connection: Connection) -> Iterator[Outcome]:
+def read_nodes(items: dict[str, tuple[Node, Reads]], connection: Connection) -> Iterator[Outcome]:
     """Every node's state, read at once: the NodeState fact's one command per node.
 
     Run with OpenSSH (transport.remote) rather than through pyinfra: a plan, the apply after it
@@ -271,7 +271,7 @@ def make_plan(target: Target) -> Plan:
                       for user in keys.missing(cluster)]
 
     errors: dict[str, str] = {}
-    items = {node.name: (node, probe(cluster, node, shared)) for node in cluster.nodes}
+    items = {node.name: (node, reads(cluster, node, shared)) for node in cluster.nodes}
     for outcome in read_nodes(items, target.connection):
         if outcome.ok:
             shared.observed[outcome.node] = outcome.value

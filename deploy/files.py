@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from picl.deploy.changes import Change, attributes, text_diff
 from picl.deploy.commands import put
-from picl.deploy.view import NodeView
-from picl.spec import ManagedFile
+from picl.deploy.view import ClusterFacts, NodeView
+from picl.facts.node import Reads
+from picl.spec import Cluster, ManagedFile, Node
+
+
+def reads(cluster: Cluster, node: Node, shared: ClusterFacts) -> Reads:
+    """The node's managed files, content and mode."""
+    return Reads(files=tuple(f.path for f in cluster.files if node in cluster.selected(f.nodes)))
 
 
 def content(view: NodeView, managed: ManagedFile) -> str:

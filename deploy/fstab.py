@@ -265,6 +265,9 @@ class FstabEdit:
     removed: tuple[FstabEntry, ...] = ()
     adopted: tuple[FstabEntry, ...] = ()
     conflicts: tuple[FstabConflict, ...] = ()
+    # picl's mount points in file order, before and after: what the plan shows changing.
+    owned_before: tuple[str, ...] = ()
+    owned_after: tuple[str, ...] = ()
 
     @property
     def changes(self) -> bool:
@@ -292,6 +295,105 @@ class FstabEdit:
             raise FstabConflicts(node, self.conflicts)
 
 
+@dataclass(frozen=True)
+class FstabIndex:
+    """A file's entries by mount point: picl's (line numbers) and everyone else's."""
+
+    fstab: Fstab
+    owned: dict[int, FstabEntry]
+    mine: dict[str, list[int]]
+    foreign: dict[str, list[tuple[int, FstabEntry]]]
+
+
+def index(fstab: Fstab) -> FstabIndex:
+    """Where each mount point stands in `fstab`."""
+    owned = fstab.owned()
+    mine: dict[str, list[int]] = {}
+    foreign: dict[str, list[tuple[int, FstabEntry]]] = {}
+    for i, line in enumerate(fstab.lines):
+        if i in owned:
+            mine.setdefault(owned[i].mount_point, []).append(i)
+        elif line.entry is not None:
+            foreign.setdefault(line.entry.mount_point, []).append((i, line.entry))
+    return FstabIndex(fstab, owned, mine, foreign)
+
+
+@dataclass
+class FstabResolution:
+    """What happens to each line and mount point: the edit before it is written out."""
+
+    instead: dict[int, list[FstabLine]] = field(default_factory=dict)  # line -> its replacement
+    drop: set[int] = field(default_factory=set)
+    added: list[FstabEntry] = field(default_factory=list)
+    changed: list[tuple[FstabEntry, FstabEntry]] = field(default_factory=list)
+    adopted: list[FstabEntry] = field(default_factory=list)
+    removed: list[FstabEntry] = field(default_factory=list)
+    conflicts: list[FstabConflict] = field(default_factory=list)
+
+
+def _wanted(desired: Iterable[FstabEntry], found: FstabResolution) -> dict[str, FstabEntry]:
+    """The desired entries by mount point; a system mount point is a conflict, never wanted."""
+    wanted: dict[str, FstabEntry] = {}
+    for entry in desired:
+        if entry.mount_point in wanted:
+            raise ValueError(f"two entries wanted for {entry.where}")
+        if entry.system:
+            found.conflicts.append(FstabConflict(entry))
+        else:
+            wanted[entry.mount_point] = entry
+    return wanted
+
+
+def resolve(where: FstabIndex, desired: Iterable[FstabEntry]) -> FstabResolution:
+    """Decide, per mount point, whether its lines are kept, rewritten, adopted, added or
+    dropped; a mount point a foreign line uses differently is a conflict, left as it is."""
+    lines, owned = where.fstab.lines, where.owned
+    found = FstabResolution(drop=set(where.fstab.stray_markers()))
+    wanted = _wanted(desired, found)
+    blocked: set[str] = set()
+    for point, want in wanted.items():
+        others = where.foreign.get(point, [])
+        different = [lines[i].text for i, entry in others if not entry.same_mount(want)]
+        if different:
+            found.conflicts.append(FstabConflict(want, different[0]))
+            blocked.add(point)
+        elif point in where.mine:
+            first, *duplicates = where.mine[point]
+            have = owned[first]
+            if not have.same_mount(want):
+                found.changed.append((have, want))
+                found.instead[first] = [FstabLine.of(want.render(), lines[first].newline)]
+            if have.origin != want.origin or not have.same_mount(want):
+                found.instead[first - 1] = [FstabLine.of(want.marker())]
+            for i in duplicates:
+                found.drop.update((i - 1, i))
+        elif others:
+            i, entry = others[0]
+            found.adopted.append(replace(entry, origin=want.origin))
+            found.instead[i] = [FstabLine.of(want.marker()), lines[i]]
+        else:
+            found.added.append(want)
+    for point, indexes in where.mine.items():
+        if point not in wanted and point not in blocked:
+            found.removed.append(owned[indexes[0]])
+            for i in indexes:
+                found.drop.update((i - 1, i))
+    return found
+
+
+def _written(fstab: Fstab, found: FstabResolution) -> Fstab:
+    """The file with the resolution applied: new entries at the end, each below its marker."""
+    result: list[FstabLine] = []
+    for i, line in enumerate(fstab.lines):
+        if i not in found.drop:
+            result.extend(found.instead.get(i, [line]))
+    if found.added and result and not result[-1].newline:
+        result[-1] = replace(result[-1], newline="\n")
+    for entry in found.added:
+        result += [FstabLine.of(entry.marker()), FstabLine.of(entry.render())]
+    return Fstab(tuple(result))
+
+
 def plan_fstab(current: str | bytes, desired: Iterable[FstabEntry]) -> FstabEdit:
     """The fstab that gives a node exactly the `desired` entries, changing only picl's lines.
 
@@ -303,82 +405,19 @@ def plan_fstab(current: str | bytes, desired: Iterable[FstabEntry]) -> FstabEdit
     - new entries go at the end, each below its marker;
     - system mount points and swap are never picl's: wanting one is a conflict.
     """
-    fstab = Fstab.parse(current)
-    lines = fstab.lines
-    owned = fstab.owned()
-
-    wanted: dict[str, FstabEntry] = {}
-    conflicts: list[FstabConflict] = []
-    for entry in desired:
-        if entry.mount_point in wanted:
-            raise ValueError(f"two entries wanted for {entry.where}")
-        if entry.system:
-            conflicts.append(FstabConflict(entry))
-        else:
-            wanted[entry.mount_point] = entry
-
-    # Line numbers of the entries for each mount point: picl's, and everyone else's.
-    mine: dict[str, list[int]] = {}
-    foreign: dict[str, list[tuple[int, FstabEntry]]] = {}
-    for i, line in enumerate(lines):
-        if i in owned:
-            mine.setdefault(owned[i].mount_point, []).append(i)
-        elif line.entry is not None:
-            foreign.setdefault(line.entry.mount_point, []).append((i, line.entry))
-
-    instead: dict[int, list[FstabLine]] = {}  # line number -> the lines that take its place
-    drop = set(fstab.stray_markers())
-    added: list[FstabEntry] = []
-    changed: list[tuple[FstabEntry, FstabEntry]] = []
-    adopted: list[FstabEntry] = []
-    blocked: set[str] = set()
-
-    for point, want in wanted.items():
-        others = foreign.get(point, [])
-        different = [lines[i].text for i, entry in others if not entry.same_mount(want)]
-        if different:
-            conflicts.append(FstabConflict(want, different[0]))
-            blocked.add(point)
-        elif point in mine:
-            first, *duplicates = mine[point]
-            have = owned[first]
-            if not have.same_mount(want):
-                changed.append((have, want))
-                instead[first] = [FstabLine.of(want.render(), lines[first].newline)]
-            if have.origin != want.origin or not have.same_mount(want):
-                instead[first - 1] = [FstabLine.of(want.marker())]
-            for i in duplicates:
-                drop.update((i - 1, i))
-        elif others:
-            i, entry = others[0]
-            adopted.append(replace(entry, origin=want.origin))
-            instead[i] = [FstabLine.of(want.marker()), lines[i]]
-        else:
-            added.append(want)
-
-    removed: list[FstabEntry] = []
-    for point, indexes in mine.items():
-        if point not in wanted and point not in blocked:
-            removed.append(owned[indexes[0]])
-            for i in indexes:
-                drop.update((i - 1, i))
-
-    result: list[FstabLine] = []
-    for i, line in enumerate(lines):
-        if i not in drop:
-            result.extend(instead.get(i, [line]))
-    if added and result and not result[-1].newline:
-        result[-1] = replace(result[-1], newline="\n")
-    for entry in added:
-        result += [FstabLine.of(entry.marker()), FstabLine.of(entry.render())]
+    where = index(Fstab.parse(current))
+    found = resolve(where, desired)
+    after = _written(where.fstab, found)
     return FstabEdit(
-        before=fstab.text,
-        text=Fstab(tuple(result)).text,
-        added=tuple(added),
-        changed=tuple(changed),
-        removed=tuple(removed),
-        adopted=tuple(adopted),
-        conflicts=tuple(conflicts),
+        before=where.fstab.text,
+        text=after.text,
+        added=tuple(found.added),
+        changed=tuple(found.changed),
+        removed=tuple(found.removed),
+        adopted=tuple(found.adopted),
+        conflicts=tuple(found.conflicts),
+        owned_before=tuple(e.where for e in where.owned.values()),
+        owned_after=tuple(e.where for e in after.owned().values()),
     )
 
 

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 from picl.deploy.changes import Change, text_diff
 from picl.deploy.commands import command, put, sh
-from picl.deploy.view import NodeView
+from picl.deploy.view import ClusterFacts, NodeView
+from picl.facts.node import Reads
+from picl.spec import Cluster, Node
 
 UNIT = "picl-leds.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT}"
+
+
+def reads(cluster: Cluster, node: Node, shared: ClusterFacts) -> Reads:
+    """The unit (on every node: a strip that went away leaves one) and the service's files."""
+    service = tuple(shared.led_service) if node.leds == "blinkt" else ()
+    return Reads(files=(UNIT_PATH, *service), units=(UNIT,))
 
 
 def changes(view: NodeView) -> list[Change]:

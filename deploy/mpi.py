@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from picl.deploy.changes import Change, text_diff
 from picl.deploy.commands import put
-from picl.deploy.view import NodeView
+from picl.deploy.view import ClusterFacts, NodeView
+from picl.facts.node import Observed, Reads
 from picl.spec import Cluster, Node
 
 PACKAGE = "openmpi-bin"  # mpirun and the runtime; its version decides the parameters' form
@@ -23,6 +24,8 @@ PARAMETERS = "/etc/openmpi/openmpi-mca-params.conf"
 # Open MPI 5 launches with PRRTE, which reads its own parameters (its out-of-band transport).
 PRRTE_PARAMETERS = "/etc/prte-mca-params.conf"
 FILES = (HOSTFILE, PARAMETERS, PRRTE_PARAMETERS)
+# The CPUs this shell may run on (what `nproc` counts), read by the shell itself.
+STATUS = "/proc/self/status"
 HEADER = "# Managed by picl from cluster.toml ([mpi]): edit the spec, not this file.\n"
 # What Debian's openmpi-mca-params.conf sets, kept so Open MPI behaves as packaged.
 DEBIAN_DEFAULTS = """\
@@ -43,6 +46,26 @@ def takes_part(cluster: Cluster, node: Node) -> bool:
     """A computing node, or the primary (which launches)."""
     return cluster.mpi is not None and (
         node.name == cluster.cluster.primary or node in computing(cluster))
+
+
+def reads(cluster: Cluster, node: Node, shared: ClusterFacts) -> Reads:
+    """Where MPI runs: its files, the version of Open MPI, and the node's cores."""
+    if not takes_part(cluster, node):
+        return Reads()
+    return Reads(files=FILES, versions=(PACKAGE,), kernel=(STATUS,))
+
+
+def cores(observed: Observed) -> int | None:
+    """The processing units the node lets a program use (`nproc`), None when not read."""
+    for line in observed.kernel.get(STATUS, []):
+        key, _, value = line.partition(":")
+        if key == "Cpus_allowed_list" and value.strip():
+            count = 0
+            for part in value.strip().split(","):  # 0-3,6
+                start, _, end = part.partition("-")
+                count += int(end or start) - int(start) + 1
+            return count
+    return None
 
 
 def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:
@@ -118,8 +141,8 @@ def changes(view: NodeView) -> list[Change]:
     why = mixed(view)
     if why:
         return [Change("mpi", "update", blocked=why)]
-    cores = {name: o.cores for name, o in view.shared.observed.items()}
-    wanted = {HOSTFILE: hostfile(view.cluster, cores),
+    counts = {name: cores(o) for name, o in view.shared.observed.items()}
+    wanted = {HOSTFILE: hostfile(view.cluster, counts),
               **parameters(view.cluster, view.observed.versions.get(PACKAGE))}
     found = []
     for path, text in wanted.items():

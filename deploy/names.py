@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from picl.deploy.changes import Attribute, Change, block_lines, text_diff, with_block
 from picl.deploy.commands import command, put, sh
-from picl.deploy.view import NodeView
+from picl.deploy.view import ClusterFacts, NodeView
+from picl.facts.node import Reads
+from picl.spec import Cluster, Node
 
 HOSTS = "/etc/hosts"
 HOSTNAME = "/etc/hostname"
+LIVE_HOSTNAME = "/proc/sys/kernel/hostname"  # what `hostname` prints
+READS = Reads(files=(HOSTNAME, HOSTS), kernel=(LIVE_HOSTNAME,))
+
+
+def reads(cluster: Cluster, node: Node, shared: ClusterFacts) -> Reads:
+    return READS
 
 
 def hosts_lines(view: NodeView) -> list[str]:
@@ -19,7 +27,7 @@ def changes(view: NodeView) -> list[Change]:
     found = []
     name = view.node.name
     written = (view.observed.file(HOSTNAME) or "").strip()
-    live = view.observed.live_hostname
+    live = "".join(view.observed.kernel.get(LIVE_HOSTNAME, [])[:1])
     if written != name or live != name:
         found.append(Change(
             "hostname", "update", (Attribute("hostname", written or live or None, name),),

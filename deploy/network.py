@@ -31,7 +31,9 @@ from picl.deploy.network_files import (
     network_files,
     wired_keyfile,
 )
-from picl.deploy.view import NodeView
+from picl.deploy.view import ClusterFacts, NodeView
+from picl.facts.node import Reads
+from picl.spec import Cluster, Node
 
 _UUID = re.compile(r"^uuid=(\S+)$", re.MULTILINE)
 # Before a change: each device's active profile, to bring back if the change is undone.
@@ -147,8 +149,10 @@ def changes(view: NodeView) -> list[Change]:
     return found
 
 
-# What the node fact reads for this concern (see facts.node.Probe).
-FILES = (WIRED_KEYFILE, DHCPCD_CONF)
-SECRET_FILES = (WIFI_KEYFILE, WPA_SUPPLICANT_CONF)
-EXISTS = BACKEND_FILES
-UNITS = BACKEND_UNITS
+# The backend's units and programs, and the files it reads (the secret ones by digest).
+READS = Reads(files=(WIRED_KEYFILE, DHCPCD_CONF), secret_files=(WIFI_KEYFILE, WPA_SUPPLICANT_CONF),
+              exists=BACKEND_FILES, units=BACKEND_UNITS)
+
+
+def reads(cluster: Cluster, node: Node, shared: ClusterFacts) -> Reads:
+    return READS

@@ -13,15 +13,23 @@ from collections.abc import Mapping
 from picl.deploy.changes import Change, Step
 from picl.deploy.commands import install_packages
 from picl.deploy.view import NodeView
+from picl.facts.node import Reads
+from picl.spec import Cluster, Node
 
 
-def wanted(view: NodeView) -> list[str]:
-    return list(dict.fromkeys([*view.cluster.packages.all, *view.node.packages]))
+def wanted(cluster: Cluster, node: Node, needed: Mapping[str, str]) -> list[str]:
+    """What the concerns need, then `packages.all` and the node's own."""
+    return list(dict.fromkeys([*needed, *cluster.packages.all, *node.packages]))
+
+
+def reads(cluster: Cluster, node: Node, needed: Mapping[str, str]) -> Reads:
+    """Whether each package is installed."""
+    return Reads(packages=tuple(wanted(cluster, node, needed)))
 
 
 def changes(view: NodeView, needed: Mapping[str, str]) -> list[Change]:
     """Install what is missing: `needed` maps a package to the concern that needs it."""
-    missing = [p for p in dict.fromkeys([*needed, *wanted(view)])
+    missing = [p for p in wanted(view.cluster, view.node, needed)
                if not view.observed.packages.get(p)]
     if not missing:
         return []

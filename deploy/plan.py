@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from picl.deploy import (
     boot,
@@ -24,8 +25,17 @@ from picl.deploy import (
 )
 from picl.deploy.changes import Change, NodePlan
 from picl.deploy.view import ClusterFacts, NodeView
-from picl.facts.node import Observed, Probe
+from picl.facts.node import Observed, Reads, merged
 from picl.spec import Cluster, Node
+
+
+class Concern(Protocol):
+    """A concern module: what it reads on a node, and the changes it makes from that."""
+
+    def reads(self, cluster: Cluster, node: Node, shared: ClusterFacts) -> Reads: ...
+
+    def changes(self, view: NodeView) -> list[Change]: ...
+
 
 # What each concern needs installed, by the concern's name in the plan ("package chrony (for
 # time)"). Installed before every concern's changes.
@@ -38,19 +48,19 @@ NEEDS: tuple[tuple[str, Callable[[Cluster, Node], tuple[str, ...]]], ...] = (
     ("mpi", mpi.needs),
 )
 # Users first (files are owned by them), then their keys, then the rest of the node.
-CONCERNS: tuple[Callable[[NodeView], list[Change]], ...] = (
-    users.changes,
-    ssh_access.changes,
-    names.changes,
-    boot.changes,
-    clock.changes,
-    files.changes,
-    shares.changes,
-    mpi.changes,
+CONCERNS: tuple[Concern, ...] = (
+    users,
+    ssh_access,
+    names,
+    boot,
+    clock,
+    files,
+    shares,
+    mpi,
     # Changes that can cut picl off: apply runs them after the others, under confirm-or-revert.
-    mounts.changes,
-    network.changes,
-    leds.changes,  # last: it shows the state of everything above
+    mounts,
+    network,
+    leds,  # last: it shows the state of everything above
 )
 
 
@@ -63,25 +73,11 @@ def needed(cluster: Cluster, node: Node) -> dict[str, str]:
     return found
 
 
-def probe(cluster: Cluster, node: Node, shared: ClusterFacts | None = None) -> Probe:
-    """What to read on `node` for this spec."""
-    led_files = tuple(shared.led_service) if shared and node.leds == "blinkt" else ()
-    mpi_files = mpi.FILES if mpi.takes_part(cluster, node) else ()
-    return Probe(
-        users=tuple(dict.fromkeys(
-            [u.name for u in cluster.users] + [u.rename_from for u in cluster.users
-                                               if u.rename_from])),
-        files=tuple(dict.fromkeys(
-            [f.path for f in cluster.files if node in cluster.selected(f.nodes)]
-            + [*led_files, *mpi_files, leds.UNIT_PATH, *network.FILES])),
-        directories=tuple(s.export for s in cluster.shares if s.server == node.name),
-        packages=tuple(dict.fromkeys([*needed(cluster, node), *cluster.packages.all,
-                                      *node.packages])),
-        units=(leds.UNIT, *network.UNITS),
-        exists=network.EXISTS,
-        secret_files=network.SECRET_FILES,
-        versions=(mpi.PACKAGE,) if mpi.takes_part(cluster, node) else (),
-    )
+def reads(cluster: Cluster, node: Node, shared: ClusterFacts | None = None) -> Reads:
+    """What to read on `node` for this spec: every concern's declaration, in one read."""
+    shared = shared or ClusterFacts()
+    return merged([packages.reads(cluster, node, needed(cluster, node)),
+                   *(concern.reads(cluster, node, shared) for concern in CONCERNS)])
 
 
 def plan_node(cluster: Cluster, node: Node, observed: Observed, shared: ClusterFacts) -> NodePlan:
@@ -89,7 +85,7 @@ def plan_node(cluster: Cluster, node: Node, observed: Observed, shared: ClusterF
     # Packages first: every concern below may need one of them.
     changes = packages.changes(view, needed(cluster, node))
     for concern in CONCERNS:
-        changes += concern(view)
+        changes += concern.changes(view)
     return NodePlan(node.name, changes)
 
 

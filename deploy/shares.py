@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from picl.deploy.changes import Attribute, Change, text_diff
 from picl.deploy.commands import command, put, sh
-from picl.deploy.view import NodeView
+from picl.deploy.view import ClusterFacts, NodeView
 from picl.errors import PiclError
+from picl.facts.node import Reads
 from picl.spec import Cluster, Node, Share
 
 EXPORTS = "/etc/exports.d/picl.exports"
@@ -74,6 +75,12 @@ def owner_ids(cluster: Cluster, share: Share) -> tuple[int, int]:
         u for u in cluster.users if u.uid >= 1000
     ]
     return (users[0].uid, users[0].primary_gid) if users else (0, 0)
+
+
+def reads(cluster: Cluster, node: Node, shared: ClusterFacts) -> Reads:
+    """The exports file, and the owner of each directory the node exports."""
+    return Reads(files=(EXPORTS,),
+                 stats=tuple(s.export for s in cluster.shares if s.server == node.name))
 
 
 def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:

@@ -6,12 +6,31 @@ from collections.abc import Iterator
 
 from picl.deploy.changes import Attribute, Change, Guard, block_lines, text_diff, with_block
 from picl.deploy.commands import command, put, sh
-from picl.deploy.view import NodeView, home
+from picl.deploy.view import ClusterFacts, NodeView, home
+from picl.facts.node import Observed, Reads
 from picl.spec import Cluster, Node, User
 
 KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+HOST_KEYS = "/etc/ssh/ssh_host_*_key.pub"
+AUTHORIZED_KEYS = ".ssh/authorized_keys"  # in the user's home, as CLUSTER_KEY
 CLUSTER_KEY = ".ssh/id_ed25519"
 GENERATED_AT_APPLY = "generated at apply"
+
+
+def reads(cluster: Cluster, node: Node, shared: ClusterFacts) -> Reads:
+    """Each user's keys (a stock user's too: its keys become the user's), every host key."""
+    users = dict.fromkeys([u.name for u in cluster.users]
+                          + [u.rename_from for u in cluster.users if u.rename_from])
+    return Reads(files=(KNOWN_HOSTS,), patterns=(HOST_KEYS,),
+                 home_files=tuple((u, path) for u in users
+                                  for path in (AUTHORIZED_KEYS, CLUSTER_KEY + ".pub")),
+                 home_stats=tuple((u, CLUSTER_KEY) for u in users))
+
+
+def host_keys(observed: Observed) -> list[str]:
+    """The node's public host keys, one line each."""
+    return [line for text in observed.matching(HOST_KEYS).values()
+            for line in text.splitlines() if line.strip()]
 
 
 def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:
@@ -49,12 +68,12 @@ def _authorized_keys(view: NodeView, user: User) -> Iterator[Change]:
     owner = user.name
     if owner not in accounts and user.rename_from and user.rename_from in accounts:
         owner = user.rename_from  # its home becomes the user's: so do its keys
-    current = view.observed.user_files.get(("authorized_keys", owner))
+    current = view.observed.home_file(owner, AUTHORIZED_KEYS)
     have = block_lines(current)
     wanted = authorized(view, user, have or [])
     if have == wanted or (have is None and not wanted):
         return
-    path = f"{home(user)}/.ssh/authorized_keys"
+    path = f"{home(user)}/{AUTHORIZED_KEYS}"
     yield Change(
         f"authorized_keys {user.name}",
         "create" if current is None else "update",
@@ -71,14 +90,14 @@ def _cluster_key(view: NodeView, user: User) -> Iterator[Change]:
     if not user.cluster_key:
         return
     pair = view.shared.cluster_keys.get(user.name)
-    public = view.observed.user_files.get(("cluster_key", user.name))
+    public = view.observed.home_file(user.name, CLUSTER_KEY + ".pub")
     action = "create" if public is None else "update"
     if pair is None:
         # A plan writes no secret: apply generates the pair before it plans (deploy.keys).
         yield Change(f"cluster_key {user.name}", action,
                      (Attribute("key pair", None, GENERATED_AT_APPLY),))
         return
-    private = view.observed.user_stats.get(("cluster_key_private", user.name))
+    private = view.observed.home_stat(user.name, CLUSTER_KEY)
     if public == pair.public and private is not None:
         return
     path = f"{home(user)}/{CLUSTER_KEY}"
@@ -104,7 +123,7 @@ def known_hosts_lines(view: NodeView) -> list[str]:
         if peer is None:
             lines += [line for line in current if line.split(" ", 1)[0] == names]
             continue
-        for key in sorted(peer.host_keys):
+        for key in sorted(host_keys(peer)):
             key_type, blob = key.split()[:2]
             lines.append(f"{names} {key_type} {blob}")
     return lines

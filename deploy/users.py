@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 from picl.deploy.changes import Attribute, Change, attributes
 from picl.deploy.commands import command, piped, put, sh
-from picl.deploy.view import NodeView, home
+from picl.deploy.view import ClusterFacts, NodeView, home
+from picl.facts.node import Reads
 from picl.spec import Cluster, Node, User
 
 SUDOERS_DIR = "/etc/sudoers.d"
@@ -22,6 +23,16 @@ def sudoers_line(user: User) -> str | None:
     if user.sudo == "password":
         return f"{user.name} ALL=(ALL:ALL) ALL\n"
     return None
+
+
+def sudoers(user: User) -> str:
+    return f"{SUDOERS_DIR}/picl-{user.name}"
+
+
+def reads(cluster: Cluster, node: Node, shared: ClusterFacts) -> Reads:
+    """Each user's sudoers drop-in, and the digest of the password hash the spec sets."""
+    return Reads(files=tuple(sudoers(u) for u in cluster.users),
+                 passwords=tuple(u.name for u in cluster.users if u.password is not None))
 
 
 def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:
@@ -106,9 +117,9 @@ def _account(view: NodeView, user: User) -> Iterator[Change]:
 
 
 def _sudo(view: NodeView, user: User) -> Iterator[Change]:
-    path = f"{SUDOERS_DIR}/picl-{user.name}"
+    path = sudoers(user)
     want = sudoers_line(user)
-    have = view.observed.user_files.get(("sudoers", user.name))
+    have = view.observed.file(path)
     if want == have:
         return
     if want is None:

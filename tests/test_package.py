@@ -37,6 +37,9 @@ def test_wheel_installs_and_imports(tmp_path: Path) -> None:
         "import picl.spec, picl.cli\n"
         "from importlib.resources import files\n"
         "assert (files('picl') / 'starter.toml').is_file()\n"
+        "from picl.deploy.mounts import shell\n"  # the programs run on nodes ship as files
+        "assert 'findmnt --verify' in shell('fstab-transaction.sh')\n"
+        "assert 'unmount_point()' in shell('fstab-mount.sh')\n"
         "print(picl.__file__, picl.deploy.__file__, picl.transport.__file__)\n"
     )
     out = subprocess.run(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from picl.deploy import boot, clock, names
 from picl.deploy.view import ClusterFacts, KeyPair, NodeView
 from picl.facts.node import Account, Group, Observed
 from picl.spec import Cluster, load
@@ -26,7 +27,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
 def fresh_node(name: str = "node1") -> Observed:
     """A node as the image leaves it: the stock user, no picl anything."""
     return Observed(
-        live_hostname="raspberrypi",
+        kernel={names.LIVE_HOSTNAME: ["raspberrypi"]},
         accounts={
             "root": Account("root", 0, 0, "/root", "/bin/bash"),
             "picocluster": Account("picocluster", 1000, 1000, "/home/picocluster", "/bin/bash"),
@@ -37,10 +38,10 @@ def fresh_node(name: str = "node1") -> Observed:
             "adm": Group("adm", 4, ()),
             "picocluster": Group("picocluster", 1000, ()),
         },
-        target="graphical.target",
-        localtime="/usr/share/zoneinfo/Etc/UTC",
-        host_keys=[f"ssh-ed25519 AAAAkey{name} root@{name}"],
-        files={"/etc/hosts": "127.0.0.1\tlocalhost\n"},
+        links={boot.VENDOR_DEFAULT_TARGET: "graphical.target",
+               clock.LOCALTIME: "/usr/share/zoneinfo/Etc/UTC"},
+        files={"/etc/ssh/ssh_host_ed25519_key.pub": f"ssh-ed25519 AAAAkey{name} root@{name}\n"
+               .encode(), "/etc/hosts": b"127.0.0.1\tlocalhost\n"},
     )
 
 

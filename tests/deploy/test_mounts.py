@@ -28,7 +28,8 @@ def spec(tmp_path: Path) -> Cluster:
 
 def node_changes(cluster: Cluster, node: str, fstab: bytes | None) -> dict:
     observed = fresh_node(node)
-    observed.fstab = fstab
+    if fstab is not None:
+        observed.files[mounts.FSTAB] = fstab
     return {c.resource: c for c in mounts.changes(view(cluster, node, observed))}
 
 
@@ -102,7 +103,8 @@ def test_the_transaction_command_carries_its_inputs_quoted() -> None:
     assert upload.src.getvalue() == b"a b password=x\n"
     text = str(command)
     assert "password" not in text  # the content never in a command's arguments
-    assert text.startswith(f"DATA={upload.dest}\nBEFORE=absent\nUNMOUNT=/old\nMOUNT='/new /two'\n")
+    assert text.startswith("F=/etc/fstab\nB=/var/backups/picl\nKEEP=5\nMOUNT_TIMEOUT=30\n"
+                           f"DATA={upload.dest}\nBEFORE=absent\nUNMOUNT=/old\nMOUNT='/new /two'\n")
     # The order the issue asks for: verify, back up, unmount, replace, reload, mount.
     steps = ["verify \"$NEW\" new", 'cp -p "$F" "$B/fstab.1"', 'unmount_point "$t"',
              'replace "$NEW"', "systemctl daemon-reload", ' mount_point "$t"']
@@ -116,7 +118,7 @@ def test_fstab_changes_come_after_the_rest_of_the_node(
     monkeypatch.chdir(tmp_path)  # where the spec's managed files are
     node = spec.node("node1")
     observed = fresh_node()
-    observed.fstab = STOCK
+    observed.files[mounts.FSTAB] = STOCK
     plan = plan_node(spec, node, observed, view(spec, "node1", observed).shared)
     resources = [c.resource for c in plan.changes]
     assert resources.index("hosts") < resources.index("fstab")
@@ -167,3 +169,15 @@ def test_a_credential_in_fstab_is_shown_nowhere(spec: Cluster, tmp_path: Path) -
     assert "password=(sensitive)" in shown[0] and "pass=(sensitive)" in shown[1]
     assert "password=(sensitive)" in shown[2] and "password=(sensitive)" in shown[3]
     assert [secret in text for text in shown] == [False] * len(shown)
+
+
+def test_a_plan_reads_the_file_once(spec: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from picl.deploy.fstab import Fstab
+
+    parsed: list[object] = []
+    real = Fstab.parse.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(Fstab, "parse", classmethod(lambda cls, text: parsed.append(text)
+                                                    or real(cls, text)))
+    change = node_changes(spec, "node1", STOCK)["fstab"]
+    assert change.attributes[0].after == ["/shared", "/scratch"]
+    assert len(parsed) == 1

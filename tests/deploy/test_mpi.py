@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from picl.deploy import mpi
-from picl.deploy.plan import needed, plan_node, probe
+from picl.deploy.plan import needed, plan_node, reads
 from picl.deploy.view import ClusterFacts, NodeView
 from picl.facts.node import Observed
 from picl.spec import Cluster, load
@@ -31,7 +31,7 @@ def spec(tmp_path: Path, mpi_table: str | None = "") -> Cluster:
 
 def node_state(name: str, cores: int | None = 4, version: str | None = BOOKWORM) -> Observed:
     observed = fresh_node(name)
-    observed.cores = cores
+    observed.kernel[mpi.STATUS] = [f"Cpus_allowed_list:\t0-{cores - 1}"] if cores else []
     observed.versions = {mpi.PACKAGE: version}
     return observed
 
@@ -86,8 +86,8 @@ def test_a_node_outside_mpi_gets_nothing(tmp_path: Path) -> None:
     assert plan(cluster, "node2", everyone()) == {}
     assert needed(cluster, cluster.node("node2")) == {
         p: c for p, c in needed(cluster, cluster.node("node2")).items() if c != "mpi"}
-    assert probe(cluster, cluster.node("node2")).versions == ()
-    assert mpi.HOSTFILE not in probe(cluster, cluster.node("node2")).files
+    assert reads(cluster, cluster.node("node2")).versions == ()
+    assert mpi.HOSTFILE not in reads(cluster, cluster.node("node2")).files
 
 
 def test_without_mpi_picl_does_nothing_for_it(tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_without_mpi_picl_does_nothing_for_it(tmp_path: Path) -> None:
     for node in cluster.nodes:
         assert "mpi" not in needed(cluster, node).values()
         assert plan(cluster, node.name, everyone()) == {}
-        assert probe(cluster, node).versions == ()
+        assert reads(cluster, node).versions == ()
 
 
 @pytest.mark.parametrize(("node", "packages"), [
@@ -128,13 +128,13 @@ def test_files_as_wanted_are_no_change(cluster: Cluster) -> None:
     states = everyone()
     for path, change in plan(cluster, "node1", states).items():
         states["node1"].files[path.removeprefix("mpi ")] = \
-            change.steps[0].arguments["src"].getvalue()  # type: ignore[attr-defined]
+            change.steps[0].arguments["src"].getvalue().encode()  # type: ignore[attr-defined]
     assert plan(cluster, "node1", states) == {}
 
 
 def test_a_foreign_edit_is_an_update_with_a_diff(cluster: Cluster) -> None:
     states = everyone()
-    states["node1"].files[mpi.PARAMETERS] = "btl_tcp_if_include = wlan0\n"
+    states["node1"].files[mpi.PARAMETERS] = b"btl_tcp_if_include = wlan0\n"
     change = plan(cluster, "node1", states)[f"mpi {mpi.PARAMETERS}"]
     assert change.action == "update"  # type: ignore[attr-defined]
     assert "-btl_tcp_if_include = wlan0" in change.diff  # type: ignore[attr-defined]

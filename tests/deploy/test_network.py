@@ -29,7 +29,7 @@ def bookworm(name: str = "node1") -> Observed:
 def converged(cluster: Cluster, name: str = "node1") -> Observed:
     observed = bookworm(name)
     wired, wifi = keyfiles(cluster, cluster.node(name))
-    observed.files[WIRED_KEYFILE] = wired.content
+    observed.files[WIRED_KEYFILE] = wired.content.encode()
     observed.digests[WIFI_KEYFILE] = hashlib.sha256(wifi.content.encode()).hexdigest()
     observed.stats.update({WIRED_KEYFILE: ROOT_600, WIFI_KEYFILE: ROOT_600})
     return observed
@@ -125,7 +125,7 @@ def test_bullseye_gets_dhcpcd_and_wpa_supplicant(spec: Cluster) -> None:
     observed = fresh_node()
     observed.units = {"dhcpcd.service": ("enabled", "active")}
     observed.existing = {"/usr/sbin/dhcpcd", "/etc/dhcpcd.conf", "/sbin/wpa_supplicant"}
-    observed.files["/etc/dhcpcd.conf"] = "hostname\n"
+    observed.files["/etc/dhcpcd.conf"] = b"hostname\n"
     found = changes(spec, observed)
     assert list(found) == ["network dhcpcd.conf", "network wpa_supplicant.conf"]
     assert found["network dhcpcd.conf"].diff.splitlines()[-1] == "+# END picl"

@@ -108,7 +108,7 @@ def _words(step: Step) -> list[str]:
 
 BULLSEYE = {"units": {"dhcpcd.service": ("enabled", "active")},
             "existing": {"/usr/sbin/dhcpcd", "/etc/dhcpcd.conf", "/sbin/wpa_supplicant"},
-            "files": {"/etc/dhcpcd.conf": "hostname\n"}}
+            "files": {"/etc/dhcpcd.conf": b"hostname\n"}}
 BOOKWORM = {"units": {"NetworkManager.service": ("enabled", "active")},
             "existing": {"/usr/sbin/NetworkManager", "/usr/sbin/wpa_supplicant"}}
 
@@ -200,7 +200,7 @@ def test_export_options_replace_their_opposites(cluster: Cluster) -> None:
 def test_authorized_keys_keep_foreign_keys(cluster: Cluster) -> None:
     observed = fresh_node()
     observed.accounts["federico"] = Account("federico", 1000, 1000, "/home/federico", "/bin/bash")
-    observed.user_files[("authorized_keys", "federico")] = "ssh-rsa AAAAforeign bob\n"
+    observed.files["/home/federico/.ssh/authorized_keys"] = b"ssh-rsa AAAAforeign bob\n"
     found = by_resource(ssh_access.changes(view(cluster, "node1", observed,
                                          github_keys={"flucifredi": []},
                                          cluster_keys={"federico": PAIR})))
@@ -213,8 +213,8 @@ def test_authorized_keys_keep_foreign_keys(cluster: Cluster) -> None:
 def test_unresolved_github_user_removes_no_key(cluster: Cluster) -> None:
     observed = fresh_node()
     observed.accounts["federico"] = Account("federico", 1000, 1000, "/home/federico", "/bin/bash")
-    observed.user_files[("authorized_keys", "federico")] = with_block(
-        None, ["ssh-ed25519 AAAAfromgithub gh"])
+    observed.files["/home/federico/.ssh/authorized_keys"] = with_block(
+        None, ["ssh-ed25519 AAAAfromgithub gh"]).encode()
     change = by_resource(ssh_access.changes(view(cluster, "node1", observed)))["authorized_keys federico"]
     after = change.steps[1].arguments["src"].getvalue()
     assert "ssh-ed25519 AAAAfromgithub gh" in block_lines(after)
@@ -223,7 +223,7 @@ def test_unresolved_github_user_removes_no_key(cluster: Cluster) -> None:
 def test_known_hosts_pin_every_name_and_keep_unreachable_nodes(cluster: Cluster) -> None:
     observed = fresh_node()
     observed.files["/etc/ssh/ssh_known_hosts"] = with_block(
-        None, ["node2,node2.cluster,10.1.10.242 ssh-ed25519 AAAAold2"])
+        None, ["node2,node2.cluster,10.1.10.242 ssh-ed25519 AAAAold2"]).encode()
     lines = ssh_access.known_hosts_lines(view(cluster, "node1", observed))
     assert lines == ["node1,node1.cluster,10.1.10.241 ssh-ed25519 AAAAkeynode1",
                      "node2,node2.cluster,10.1.10.242 ssh-ed25519 AAAAold2"]
@@ -248,7 +248,7 @@ def test_whole_node_plan_is_ordered_users_first(cluster: Cluster) -> None:
 
 def test_renamed_user_keeps_the_keys_of_the_stock_user(cluster: Cluster) -> None:
     observed = fresh_node()
-    observed.user_files[("authorized_keys", "picocluster")] = "ssh-rsa AAAAforeign bob\n"
+    observed.files["/home/picocluster/.ssh/authorized_keys"] = b"ssh-rsa AAAAforeign bob\n"
     change = by_resource(ssh_access.changes(view(cluster, "node1", observed,
                                           github_keys={"flucifredi": []})))
     text = change["authorized_keys federico"].steps[1].arguments["src"].getvalue()
@@ -270,7 +270,7 @@ def test_led_service_installed_where_a_strip_is(cluster: Cluster) -> None:
 
 def test_led_service_running_and_current_is_no_change(cluster: Cluster) -> None:
     observed = fresh_node("node0")
-    observed.files.update(LED_FILES)
+    observed.files.update({path: text.encode() for path, text in LED_FILES.items()})
     observed.units["picl-leds.service"] = ("enabled", "active")
     assert leds.changes(view(cluster, "node0", observed, led_service=LED_FILES)) == []
     observed.units["picl-leds.service"] = ("enabled", "failed")
