@@ -255,6 +255,84 @@ class Mpi(Section):
     )
 
 
+# The agent's metrics port, beyond the 9100-9999 range of Prometheus' default port allocations
+# (every port of it is taken by an exporter): see docs/metrics.md.
+METRICS_PORT = 10105
+
+
+class Prometheus(Section):
+    """A Prometheus server on the primary, scraping the agent and every node's exporter."""
+
+    retention: Annotated[Line, Field(pattern=r"^[0-9]+(ms|s|m|h|d|w|y)$")] = Field(
+        default="30d", description="How long samples are kept (Prometheus' duration: 30d, 8w)"
+    )
+    retention_size: Annotated[Line, Field(pattern=r"^[0-9]+(B|KB|MB|GB|TB)$")] = Field(
+        default="2GB", description="At most this much disk for samples: what an SD card spares"
+    )
+
+
+class Metrics(Section):
+    """The cluster seen from outside: node_exporter on every node, optionally Prometheus."""
+
+    port: int = Field(
+        default=METRICS_PORT, ge=1024, le=65535,
+        description="The agent's metrics port, on the primary's wired address only",
+    )
+    node_exporter: bool = Field(
+        default=True, description="Debian's prometheus-node-exporter on every node"
+    )
+    prometheus: Prometheus | None = Field(
+        default=None, description="Debian's prometheus on the primary, configured from the spec"
+    )
+
+
+Event = Literal["stalled", "failed", "rolled_back", "recovered", "applied"]
+
+
+def _trouble_and_recovery() -> list[Event]:
+    return ["stalled", "failed", "rolled_back", "recovered"]
+
+
+def _https(value: str) -> str:
+    if not value.startswith("https://") or len(value) <= len("https://"):
+        raise ValueError(f"{value!r} is not an https:// URL: the event and its token go over "
+                         "TLS only")
+    if "@" in value.split("/")[2]:
+        raise ValueError("credentials never go in cluster.toml: give `token` from secrets.toml")
+    return value
+
+
+class Notify(Section):
+    """Tell people when the agent's cycles fail, stall, recover: a command or a webhook."""
+
+    events: list[Event] = Field(
+        default_factory=_trouble_and_recovery,
+        min_length=1, description="The transitions that send a message",
+    )
+    command: list[Line] | None = Field(
+        default=None, min_length=1,
+        description="Run on the primary (as root) with the event as JSON on its standard input",
+    )
+    webhook: Annotated[Line, AfterValidator(_https)] | None = Field(
+        default=None, description="An https:// URL the event is POSTed to as JSON"
+    )
+    token: Secret | None = Field(
+        default=None, description="Sent to the webhook as `Authorization: Bearer TOKEN`"
+    )
+    timeout: Duration = Field(
+        default="10s", description="A notifier that takes longer is stopped (and logged)"
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Notify:
+        """Exactly one of `command` or `webhook`; a token only with a webhook."""
+        if (self.command is None) == (self.webhook is None):
+            raise ValueError("give exactly one of 'command' or 'webhook'")
+        if self.token is not None and self.webhook is None:
+            raise ValueError("'token' goes with 'webhook' (a command gets no token)")
+        return self
+
+
 INTERVAL_SECONDS = (10, 24 * 3600)  # the agent's cycle: what [agent].interval may be
 
 
@@ -309,6 +387,8 @@ class Cluster(Section):
     packages: Packages = Field(default_factory=Packages)
     leds: Leds = Field(default_factory=Leds)
     mpi: Mpi | None = None
+    metrics: Metrics | None = None
+    notify: list[Notify] = Field(default_factory=list)
     agent: Agent = Field(default_factory=Agent)
 
     _secrets: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
