@@ -23,7 +23,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from picl.deploy import confirm, github, keys
+from picl.deploy import confirm, github, keys, metrics
 from picl.deploy.changes import Change, Guard, NodePlan, Step
 from picl.deploy.plan import Plan, plan_node, reads
 from picl.deploy.view import ClusterFacts
@@ -275,6 +275,7 @@ def make_plan(target: Target) -> Plan:
     for outcome in read_nodes(items, target.connection):
         if outcome.ok:
             shared.observed[outcome.node] = outcome.value
+            plan.sensors[outcome.node] = metrics.sensors(outcome.value)
         else:
             errors[outcome.node] = outcome.error
     for node in target.selected():

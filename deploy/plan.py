@@ -14,6 +14,7 @@ from picl.deploy import (
     clock,
     files,
     leds,
+    metrics,
     mounts,
     mpi,
     names,
@@ -46,6 +47,7 @@ NEEDS: tuple[tuple[str, Callable[[Cluster, Node], tuple[str, ...]]], ...] = (
     ("shares", shares.needs),
     ("mounts", mounts.needs),
     ("mpi", mpi.needs),
+    ("metrics", metrics.needs),
 )
 # Users first (files are owned by them), then their keys, then the rest of the node.
 CONCERNS: tuple[Concern, ...] = (
@@ -57,6 +59,7 @@ CONCERNS: tuple[Concern, ...] = (
     files,
     shares,
     mpi,
+    metrics,
     # Changes that can cut picl off: apply runs them after the others, under confirm-or-revert.
     mounts,
     network,
