@@ -18,12 +18,15 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-from picl.reconciler import control
+from picl.reconciler import control, notify
+from picl.reconciler import status as st
 from picl.reconciler.loop import Reconciler, Settings
+from picl.reconciler.metrics import Endpoint, Metrics
+from picl.reconciler.notify import Notifier
 from picl.reconciler.paths import Paths
 from picl.reconciler.triggers import NodeWatcher, Triggers, watch_files
 from picl.spec import Cluster
-from picl.spec.models import INTERVAL_SECONDS
+from picl.spec.models import INTERVAL_SECONDS, METRICS_PORT
 from picl.transport.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,24 @@ def run(paths: Paths, connection: Connection, settings: Settings,
         watcher.watch((n.name, str(n.address)) for n in cluster.nodes
                       if n.name != cluster.primary.name)
 
-    reconciler.on_accept = watch
+    metrics = Metrics(lambda: reconciler.status)
+    endpoint = Endpoint(metrics)
+    notifier = Notifier(notify.state(reconciler.status))
+
+    def accepted(cluster: Cluster) -> None:
+        watch(cluster)
+        port = cluster.metrics.port if cluster.metrics else METRICS_PORT
+        where = endpoint.serve(str(cluster.primary.address), port)
+        if where != reconciler.status.metrics:
+            reconciler.record(replace(reconciler.status, metrics=where))
+
+    def cycle_ended(status: st.Status) -> None:
+        if status.cycle is not None:
+            metrics.cycle_ended(status.cycle)
+        notifier.cycle_ended(reconciler.cluster, status)
+
+    reconciler.on_accept = accepted
+    reconciler.on_cycle = cycle_ended
     in_cycle = threading.Event()
     agent_pid = os.getpid()
 
@@ -112,6 +132,7 @@ def run(paths: Paths, connection: Connection, settings: Settings,
         stop.set()
         observer.stop()
         watcher.close()
+        endpoint.close()
         log.info("agent stopped")
 
 

@@ -73,6 +73,8 @@ class Reconciler:
         self.failures = 0  # transient failures in a row
         self.boot_ids: dict[str, str] = {}  # node -> boot id, as the LED writes last saw it
         self.on_accept: Callable[[Cluster], None] = lambda cluster: None
+        # After each cycle is recorded: its metrics counted, its events notified.
+        self.on_cycle: Callable[[st.Status], None] = lambda status: None
         self.painter: strips.Painter | None = None  # started with the first record shown
 
     # -- recording ---------------------------------------------------------------------------
@@ -161,6 +163,7 @@ class Reconciler:
                 raise  # stopping: the finally below still records it
         finally:
             delay = self._conclude(result, error)
+            self.on_cycle(self.status)
         return delay
 
     def _conclude(self, result: st.Result | None, error: BaseException | None) -> float:
@@ -306,18 +309,21 @@ class Reconciler:
 
 
 def plan_states(plan: Plan, mode: str) -> tuple[st.NodeStatus, ...]:
-    """Each node's state from the plan: converged, drifted (report) or applying (enforce)."""
+    """Each node's state from the plan: converged, drifted (report) or applying (enforce),
+    with its sensors as the plan's read found them."""
     nodes = []
     for node in plan.nodes:
         changes = tuple(f"{SYMBOL[c.action]} {c.resource}" for c in node.changes)
+        temperature, throttled = plan.sensors.get(node.node, (None, None))
         if node.error:
             kind = "unreachable" if node.error.startswith("unreachable") else "failed"
             nodes.append(st.NodeStatus(node.node, kind, error=node.error))
         elif changes:
             nodes.append(st.NodeStatus(node.node, "drifted" if mode == "report" else "applying",
-                                       changes))
+                                       changes, temperature=temperature, throttled=throttled))
         else:
-            nodes.append(st.NodeStatus(node.node, "converged"))
+            nodes.append(st.NodeStatus(node.node, "converged", temperature=temperature,
+                                       throttled=throttled))
     return tuple(nodes)
 
 

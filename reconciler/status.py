@@ -42,6 +42,8 @@ class NodeStatus:
     changes: tuple[str, ...] = ()  # "~ hosts", "+ user bob": what differed from the spec
     error: str = ""
     rolled_back: bool = False  # its risky changes were undone by the node (confirm-or-revert)
+    temperature: float | None = None  # °C, as the cycle's read of the node found it
+    throttled: int | None = None  # the firmware's get_throttled bits (a Pi's), when it has them
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ class Status:
     suspended: Suspension | None = None
     updated: float = 0.0
     agent_boot: str = ""  # the boot id of the primary when the agent last started
+    applied_at: float | None = None  # when a cycle last left every node at the applied revision
+    metrics: str = ""  # the URL the agent serves its metrics at ("": not serving)
 
     def condition(self, kind: str) -> Condition:
         for condition in self.conditions:
@@ -238,7 +242,8 @@ def finished(status: Status, result: Result, now: float, next_cycle: float) -> S
         message = f"{revision}: drift on {names}; report mode: not applied"
         status = set_condition(status, READY, "False", "DriftDetected", message, now)
         return _end(status, "drifted", "DriftDetected", message, now, result.changes)
-    status = replace(status, revision=replace(status.revision, applied=result.revision))
+    status = replace(status, revision=replace(status.revision, applied=result.revision),
+                     applied_at=now)
     if result.applied:
         message = f"applied revision {revision}"
         outcome = "applied"

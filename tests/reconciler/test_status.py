@@ -143,7 +143,7 @@ def test_json_round_trip() -> None:
     assert Status.from_json(status.to_json()) == status
     # A newer agent's extra keys are ignored by an older reader.
     data = status.to_json() | {"future": 1}
-    data["nodes"][0]["temperature"] = 51
+    data["nodes"][0]["humidity"] = 51
     assert Status.from_json(data) == status
 
 
