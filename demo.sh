@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: picl's main job on a local lab of the reference cluster:
 # validate, plan, apply, a drift made by hand, its plan and its repair, and at the end
-# what the cluster is for: an MPI program compiled on node0 and run across every node.
+# what the cluster is for: an MPI program compiled on node0 and run across every node, and
+# the cluster seen from outside: the agent's metrics, scraped by Prometheus on node0.
 # KEEP=1 leaves the lab running afterwards (`picl lab down` removes it).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,11 +22,12 @@ printf 'wifi_psk = "lab-only-not-a-secret"\nroot_password_hash = "%s"\n' \
   "$(openssl passwd -6 picl-lab)" > "$secrets"
 chmod 600 "$secrets"
 export PICL_SECRETS="$secrets"
-# The reference cluster and its compute layer ([mpi]: examples/mpi.toml), as one spec.
-mkdir "$work/spec" && cat cluster.toml examples/mpi.toml > "$work/spec/cluster.toml"
+# The reference cluster, its compute layer ([mpi]: examples/mpi.toml) and its monitoring
+# ([metrics], [[notify]]: examples/metrics.toml), as one spec.
+mkdir "$work/spec" && cat cluster.toml examples/mpi.toml examples/metrics.toml > "$work/spec/cluster.toml"
 export PICL_SPEC="$work/spec/cluster.toml"
 
-step "picl validate: the reference three-node cluster (cluster.toml, with examples/mpi.toml)"
+step "picl validate: the reference three-node cluster (cluster.toml, with examples/mpi.toml and examples/metrics.toml)"
 picl validate
 
 step "a typo is caught with file, line and key, before anything touches a node"
@@ -67,6 +69,14 @@ sha=$(git -C "$repo" rev-parse HEAD)
 for _ in $(seq 120); do picl --lab status --json | grep -q "\"applied\": \"$sha\"" && break; sleep 1; done
 picl --lab status
 picl lab ssh node2 -- cat /etc/motd
+
+step "metrics: the agent's endpoint (wired address only), and Prometheus on node0 asked for it"
+picl --lab status --json | grep '"metrics"'
+picl lab exec -- curl -sf http://10.1.10.240:10105/metrics | grep -E '^picl_(ready|node_converged)'
+for _ in $(seq 90); do
+  picl lab exec -- curl -sf 'http://10.1.10.240:9090/api/v1/query?query=picl_node_converged' \
+    | grep -q node2 && break; sleep 1; done
+picl lab exec -- curl -sf 'http://10.1.10.240:9090/api/v1/query?query=picl_node_converged'; echo
 
 step "the primary's LED strip, drawn here: every node converged"
 picl --lab leds show --backend terminal --frames 4

@@ -111,6 +111,8 @@ def show_status(env: Env, status: Status, where: str) -> None:
               f"attempted {short(revision.attempted, status.branch)}, "
               f"applied {short(revision.applied, status.branch)}")
     out.print(f"  mode         {status.mode}")
+    if status.metrics:
+        out.print(f"  metrics      {escape(status.metrics)}")
     if status.cycle:
         out.print(f"  last cycle   {cycle_line(status.cycle)}")
     if status.next_cycle and status.suspended is None:

@@ -309,8 +309,8 @@ class Notify(Section):
         default_factory=_trouble_and_recovery,
         min_length=1, description="The transitions that send a message",
     )
-    command: list[Line] | None = Field(
-        default=None, min_length=1,
+    command: Annotated[list[Line], Field(min_length=1)] | None = Field(
+        default=None,
         description="Run on the primary (as root) with the event as JSON on its standard input",
     )
     webhook: Annotated[Line, AfterValidator(_https)] | None = Field(
