@@ -124,6 +124,19 @@ def test_the_endpoint_answers_on_its_address_only() -> None:
         endpoint.close()
 
 
+def test_a_wildcard_bind_would_answer_on_every_address() -> None:
+    """The failure the test above prevents: bound to every address, the other one answers."""
+    endpoint = Endpoint(Metrics(applied))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    try:
+        assert endpoint.serve("0.0.0.0", port)
+        socket.create_connection(("127.0.0.2", port), timeout=5).close()
+    finally:
+        endpoint.close()
+
+
 def test_an_address_the_machine_lacks_is_logged_and_no_url(caplog: pytest.LogCaptureFixture) -> None:
     endpoint = Endpoint(Metrics(applied))
     assert endpoint.serve("192.0.2.1", 10105) == ""  # TEST-NET-1: never on this machine
