@@ -208,7 +208,8 @@ def test_the_endpoint_answers_on_the_wired_address_only(watched: Watched) -> Non
 
 def test_drift_in_report_mode_shows_in_prometheus(watched: Watched) -> None:
     watched.applied(pushed(watched, spec(mode="report"), "report only"))
-    watched.ssh("node1", "echo '10.1.10.99 rogue' >> /etc/hosts")
+    # Inside picl's block: lines outside it are someone else's, and kept.
+    watched.ssh("node1", "sed -i '/^# END picl/i 10.1.10.99 rogue' /etc/hosts")
     watched.picl("agent", "reconcile")  # exits 1: drift leaves it not ready
     drifted = watched.until("node1 drifted in Prometheus", lambda: (
         found if (found := watched.per_node("picl_node_converged")).get("node1") == 0 else None))
