@@ -23,11 +23,11 @@ EXPORTER_DEFAULTS = "/etc/default/prometheus-node-exporter"
 SERVER_DEFAULTS = "/etc/default/prometheus"
 SCRAPE_CONFIG = "/etc/prometheus/prometheus.yml"
 HEADER = "# Managed by picl from cluster.toml ([metrics]): edit the spec, not this file.\n"
-SCRAPE_INTERVAL = "30s"
+SCRAPE_INTERVAL = "30s"  # a Pi's exporter and the agent answer in milliseconds; 30s keeps it idle
 # Sensors, read on every node for the agent's metrics (by the shell: no process for them).
 TEMPERATURE = "/sys/class/thermal/thermal_zone0/temp"  # the SoC's, on a Pi the only zone
 # The Raspberry Pi firmware's get_throttled bits (under-voltage, throttling), as vcgencmd shows.
-THROTTLED = "/sys/devices/platform/soc/soc:firmware/get_throttled"  # a Pi's exporter and the agent answer in milliseconds; 30s keeps it idle
+THROTTLED = "/sys/devices/platform/soc/soc:firmware/get_throttled"
 
 
 def exporting(cluster: Cluster) -> bool:

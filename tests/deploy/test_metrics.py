@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from picl.deploy import metrics
-from picl.deploy.plan import needed, probe
+from picl.deploy.plan import needed, reads
 from picl.deploy.view import ClusterFacts, NodeView
 from picl.facts.node import Observed
 from picl.spec import Cluster
@@ -82,7 +82,7 @@ def test_the_scrape_config_is_checked_by_promtool_and_restarts_prometheus(tmp_pa
 def test_files_as_wanted_are_no_change(tmp_path: Path) -> None:
     cluster = spec(tmp_path)
     observed = fresh_node("node0")
-    observed.files.update(plan(cluster, "node0"))
+    observed.files.update({p: t.encode() for p, t in plan(cluster, "node0").items()})
     assert plan(cluster, "node0", observed) == {}
 
 
@@ -90,12 +90,12 @@ def test_without_metrics_nothing_is_read_or_written(tmp_path: Path) -> None:
     cluster = spec(tmp_path, "")
     for node in cluster.nodes:
         assert plan(cluster, node.name) == {}
-        assert not set(probe(cluster, node).files) & {
+        assert not set(reads(cluster, node).files) & {
             metrics.EXPORTER_DEFAULTS, metrics.SERVER_DEFAULTS, metrics.SCRAPE_CONFIG}
 
 
 def test_the_plan_reads_the_files_it_compares(tmp_path: Path) -> None:
     cluster = spec(tmp_path)
     assert {metrics.EXPORTER_DEFAULTS, metrics.SERVER_DEFAULTS, metrics.SCRAPE_CONFIG} <= \
-        set(probe(cluster, cluster.node("node0")).files)
-    assert metrics.SCRAPE_CONFIG not in probe(cluster, cluster.node("node1")).files
+        set(reads(cluster, cluster.node("node0")).files)
+    assert metrics.SCRAPE_CONFIG not in reads(cluster, cluster.node("node1")).files
