@@ -98,6 +98,8 @@ class Plan:
 
     nodes: list[NodePlan] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # node -> (temperature °C, throttled bits), from the same read: the agent's metrics show them.
+    sensors: dict[str, tuple[float | None, int | None]] = field(default_factory=dict)
 
     @property
     def changes(self) -> int:
