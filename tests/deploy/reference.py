@@ -15,6 +15,24 @@ GITHUB_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOnwqVu+4ARiHnIe2Zm0XqHLvvITD1
 FOREIGN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKt+0jp+xwfrxL6ICTUZ+c3b9Ztsn443gdkKYU/t6hdT bob"
 
 
+def lab_secrets(root: Path) -> Path:
+    """A secrets.toml for lab specs (made-up Wi-Fi key, root's password `lab`), mode 600."""
+    secrets = root / "secrets.toml"
+    hashed = subprocess.run(["openssl", "passwd", "-6", "-salt", "pytest", "lab"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    secrets.write_text(f'wifi_psk = "not-a-real-psk"\nroot_password_hash = "{hashed}"\n')
+    secrets.chmod(0o600)
+    return secrets
+
+
+def lab_environ(root: Path, github_keys: str) -> dict[str, str]:
+    """picl's environment on a lab: GitHub's keys served from a file, its own cache."""
+    github = root / "github"
+    github.mkdir()
+    (github / "flucifredi.keys").write_text(github_keys)
+    return {"PICL_GITHUB_URL": github.as_uri(), "XDG_CACHE_HOME": str(root / "cache")}
+
+
 class Cluster:
     """The reference spec plus a managed file, its secrets in a temporary directory."""
 
@@ -24,15 +42,8 @@ class Cluster:
         self.spec = root / "cluster.toml"
         self.spec.write_text(SPEC.read_text() + f'\n[[files]]\npath = "/etc/motd"\n'
                              f'content = "{MOTD.strip()}\\n"\nmode = "0644"\n')
-        self.secrets = root / "secrets.toml"
-        hashed = subprocess.run(["openssl", "passwd", "-6", "-salt", "pytest", "lab"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        self.secrets.write_text(f'wifi_psk = "not-a-real-psk"\nroot_password_hash = "{hashed}"\n')
-        self.secrets.chmod(0o600)
-        github = root / "github"
-        github.mkdir()
-        (github / "flucifredi.keys").write_text(GITHUB_KEY + "\n")
-        self.environ = {"PICL_GITHUB_URL": github.as_uri(), "XDG_CACHE_HOME": str(root / "cache")}
+        self.secrets = lab_secrets(root)
+        self.environ = lab_environ(root, GITHUB_KEY + "\n")
 
     def picl(self, *args: str, spec: Path | None = None) -> subprocess.CompletedProcess[str]:
         """picl on the lab, with this spec and its secrets, or `spec` and the secrets beside it."""

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, SPEC, Lab, picl, running_lab, session_lab_name
+from tests.deploy.reference import lab_environ, lab_secrets
 
 pytestmark = pytest.mark.lab
 
@@ -31,15 +32,8 @@ class Mpi:
     def __init__(self, lab: Lab, root: Path):
         self.lab = lab
         self.spec = spec(root)
-        self.secrets = root / "secrets.toml"
-        hashed = subprocess.run(["openssl", "passwd", "-6", "-salt", "pytest", "lab"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        self.secrets.write_text(f'wifi_psk = "not-a-real-psk"\nroot_password_hash = "{hashed}"\n')
-        self.secrets.chmod(0o600)
-        github = root / "github"
-        github.mkdir()
-        (github / "flucifredi.keys").write_text("")
-        self.environ = {"PICL_GITHUB_URL": github.as_uri(), "XDG_CACHE_HOME": str(root / "c")}
+        self.secrets = lab_secrets(root)
+        self.environ = lab_environ(root, "")
 
     def picl(self, *args: str) -> subprocess.CompletedProcess[str]:
         with pytest.MonkeyPatch.context() as patch:
