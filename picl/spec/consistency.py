@@ -51,14 +51,15 @@ def _node_names(data: dict[str, Any]) -> list[str]:
 
 
 def _names_nodes(loc: Loc, value: Any, nodes: list[str]) -> Iterator[Finding]:
-    """A `nodes`/`clients`/`server` value must name nodes of the spec."""
-    if isinstance(value, str) and value != "all":
-        value = [value] if loc[-1] == "server" else None
+    """A `nodes`/`clients`/`server`/`controller` value must name nodes of the spec."""
+    one = loc[-1] in ("server", "controller")  # a single node's name
+    if isinstance(value, str) and (one or value != "all"):
+        value = [value] if one else None
     if not isinstance(value, list):
         return
     for j, name in enumerate(value):
         if isinstance(name, str) and name not in nodes:
-            where = loc if loc[-1] == "server" else (*loc, j)
+            where = loc if one else (*loc, j)
             yield where, f"{name!r} is not a node of this cluster{did_you_mean(name, nodes)}"
 
 
@@ -200,6 +201,27 @@ def check_mpi(data: dict[str, Any]) -> Iterator[Finding]:
             yield ("mpi", "nodes"), 'no computing node: name at least one, or "all"'
 
 
+def check_slurm(data: dict[str, Any]) -> Iterator[Finding]:
+    """[slurm]'s controller and computing nodes are nodes of the spec, and the cluster keeps one
+    clock: munge refuses a credential made on a node whose clock is five minutes off."""
+    slurm = data.get("slurm")
+    if not isinstance(slurm, dict):
+        return
+    nodes = _node_names(data)
+    yield from _names_nodes(("slurm", "controller"), slurm.get("controller"), nodes)
+    yield from _names_nodes(("slurm", "nodes"), slurm.get("nodes", "all"), nodes)
+    if slurm.get("nodes") == []:
+        yield ("slurm", "nodes"), 'no computing node: name at least one, or "all"'
+    time = data.get("time")
+    if not isinstance(time, dict):
+        yield ("slurm",), ("Slurm needs the cluster's one clock (munge refuses credentials "
+                           "from a clock 5 minutes off): add [time] with serve = true")
+    elif time.get("serve", False) is False:
+        where: Loc = ("time", "serve") if "serve" in time else ("time",)
+        yield where, ("[slurm] needs serve = true: the nodes keep the primary's clock, "
+                      "offline too (munge refuses credentials from a clock 5 minutes off)")
+
+
 def check_sources(data: dict[str, Any], base: Path) -> Iterator[Finding]:
     """A managed file's `source` is a file inside the repository that holds the spec."""
     root = base.resolve()
@@ -232,5 +254,6 @@ def findings(data: dict[str, Any], base: Path) -> list[Finding]:
         *check_users(data),
         *check_placement(data),
         *check_mpi(data),
+        *check_slurm(data),
         *check_sources(data, base),
     ]

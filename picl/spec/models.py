@@ -333,6 +333,44 @@ class Notify(Section):
         return self
 
 
+class Slurm(Section):
+    """A Slurm cluster: munge everywhere, slurmctld on the controller, slurmd on the computing
+    nodes, one partition of them all."""
+
+    controller: Hostname | None = Field(
+        default=None, description="The node that runs slurmctld; default: the primary"
+    )
+    nodes: NodeSelection = Field(
+        default="all",
+        description="The computing nodes, that run slurmd; default: all, the primary too (on "
+        "3-5 boards its cores are a quarter of the cluster's, and slurmd costs little)",
+    )
+    slots: int | None = Field(
+        default=None, ge=1, le=1024,
+        description="CPUs Slurm gives each computing node; default: as `slurmd -C` reports",
+    )
+    partition: Line = Field(
+        default="main", pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$",
+        description="The one partition, holding every computing node, the default for jobs",
+    )
+    max_time: Duration | None = Field(
+        default=None, description="The partition's time limit for a job; default: none"
+    )
+
+    @field_validator("max_time")
+    @classmethod
+    def _a_minute_at_least(cls, value: str | None) -> str | None:
+        """Slurm counts limits in minutes: less than one would run no job at all."""
+        if value is not None and checks.duration_seconds(value) < 60:
+            raise ValueError(f"{value!r} is less than a minute: no job would run; "
+                             "leave it out for no limit")
+        return value
+
+    @property
+    def max_time_seconds(self) -> int | None:
+        return None if self.max_time is None else checks.duration_seconds(self.max_time)
+
+
 INTERVAL_SECONDS = (10, 24 * 3600)  # the agent's cycle: what [agent].interval may be
 
 
@@ -389,6 +427,7 @@ class Cluster(Section):
     mpi: Mpi | None = None
     metrics: Metrics | None = None
     notify: list[Notify] = Field(default_factory=list)
+    slurm: Slurm | None = None
     agent: Agent = Field(default_factory=Agent)
 
     _secrets: dict[str, SecretStr] = PrivateAttr(default_factory=dict)
