@@ -23,7 +23,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from picl.deploy import confirm, github, keys, metrics
+from picl.deploy import confirm, github, keys, metrics, slurm
 from picl.deploy.changes import Change, Guard, NodePlan, Step
 from picl.deploy.plan import Plan, plan_node, reads
 from picl.deploy.view import ClusterFacts
@@ -269,6 +269,9 @@ def make_plan(target: Target) -> Plan:
     plan.warnings += [f"the cluster key of {user} is not in {target.secrets_file}: apply "
                       "generates it there (or `picl secrets generate`)"
                       for user in keys.missing(cluster)]
+    if slurm.missing(cluster):
+        plan.warnings.append(f"the munge key is not in {target.secrets_file}: apply generates "
+                             "it there (or `picl secrets generate`)")
 
     errors: dict[str, str] = {}
     items = {node.name: (node, reads(cluster, node, shared)) for node in cluster.nodes}
@@ -286,10 +289,16 @@ def make_plan(target: Target) -> Plan:
     return plan
 
 
+def generate_missing(cluster: Cluster, secrets_file: Path) -> list[str]:
+    """The secrets picl makes (cluster keys, the munge key) that the secrets file lacks,
+    generated and stored there. Returns what was done."""
+    return [*keys.generate_missing(cluster, secrets_file),
+            *slurm.generate_missing(cluster, secrets_file)]
+
+
 def generate_secrets(target: Target) -> list[str]:
-    """Before apply plans, under the converge lock: the secrets picl makes (cluster keys) that
-    the secrets file lacks, generated and stored. Returns what was done."""
-    return keys.generate_missing(target.cluster, target.secrets_file)
+    """Before apply plans, under the converge lock: see `generate_missing`."""
+    return generate_missing(target.cluster, target.secrets_file)
 
 
 def steps_of(changes: list[Change]) -> list[Step]:

@@ -21,6 +21,7 @@ from picl.deploy import (
     network,
     packages,
     shares,
+    slurm,
     ssh_access,
     users,
 )
@@ -48,6 +49,7 @@ NEEDS: tuple[tuple[str, Callable[[Cluster, Node], tuple[str, ...]]], ...] = (
     ("mounts", mounts.needs),
     ("mpi", mpi.needs),
     ("metrics", metrics.needs),
+    ("slurm", slurm.needs),
 )
 # Users first (files are owned by them), then their keys, then the rest of the node.
 CONCERNS: tuple[Concern, ...] = (
@@ -60,6 +62,7 @@ CONCERNS: tuple[Concern, ...] = (
     shares,
     mpi,
     metrics,
+    slurm,
     # Changes that can cut picl off: apply runs them after the others, under confirm-or-revert.
     mounts,
     network,

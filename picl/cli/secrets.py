@@ -16,13 +16,14 @@ def secrets() -> None:
 @secrets.command()
 @click.pass_obj
 def generate(env: Env) -> ExitStatus:
-    """Generate the secrets picl makes that the file lacks: each cluster_key user's key pair.
+    """Generate the secrets picl makes that the file lacks: each cluster_key user's key pair,
+    and with [slurm] the cluster's munge key.
 
     Secrets already there are kept, byte for byte; the file is written whole (a 600 temporary
     file beside it, then a rename) under a lock, so two runs at once add one key. `apply`
     does the same when a key is missing; `plan` never writes.
     """
-    from picl.deploy.keys import generate_missing
+    from picl.deploy.converge import generate_missing
 
     path = env.secrets_file
     notes = generate_missing(env.cluster, path)

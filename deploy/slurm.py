@@ -1,0 +1,325 @@
+"""Slurm: munge with the cluster's one key, slurm.conf from the spec and the nodes' facts.
+
+The same slurm.conf is written to every Slurm node (not served configless by the controller):
+picl already reads and converges every node's files, so a node's copy is compared on every
+plan, and a slurmd starts after a power cut whether the controller is up yet or not. Configless
+mode cannot creep in: picl owns /etc/default/slurmd (no `--conf-server`), and slurm.conf never
+enables it. Process tracking and tasks use no cgroup (proctrack/linuxproc, task/none): slurmd
+then runs in a container, and on a Pi whose kernel lacks `cgroup_enable=memory`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import secrets
+from io import BytesIO
+from pathlib import Path
+
+from picl.deploy.changes import Attribute, Change, Step, text_diff
+from picl.deploy.commands import command, put, sh, write_file
+from picl.deploy.view import NodeView
+from picl.facts.node import Hardware
+from picl.spec import Cluster, Node, SecretRef
+from picl.spec.secrets import ensure
+
+MUNGE = "munge"
+CONTROLLER = "slurmctld"
+DAEMON = "slurmd"
+CLIENT = "slurm-client"  # sinfo, srun, sbatch, scontrol
+SLURM_CONF = "/etc/slurm/slurm.conf"
+CGROUP_CONF = "/etc/slurm/cgroup.conf"
+# slurmd's options: `--conf-server` there would make it fetch its configuration (configless).
+SLURMD_DEFAULTS = "/etc/default/slurmd"
+MUNGE_KEY = "/etc/munge/munge.key"
+MUNGE_SECRET = "munge_key"  # in secrets.toml: the key's bytes, base64
+KEY_BYTES = 1024  # what `mungekey` makes
+KEY_MINIMUM = 32  # munged refuses a shorter key
+HEADER = "# Managed by picl from cluster.toml ([slurm]): edit the spec, not this file.\n"
+# A dead board's jobs are requeued after this long; on one switch a minute of silence is enough.
+SLURMD_TIMEOUT = 60
+# Slurm releases in order: a slurmd may be at most two older than its slurmctld, never newer.
+RELEASES = ("19.05", "20.02", "20.11", "21.08", "22.05", "23.02", "23.11", "24.05", "24.11",
+            "25.05", "25.11")
+SUPPORTED_BEHIND = 2
+CGROUP_DISABLED_FROM = "24.05"  # the first release whose cgroup.conf takes CgroupPlugin=disabled
+
+
+def controller(cluster: Cluster) -> Node:
+    """The node that runs slurmctld."""
+    assert cluster.slurm is not None
+    return cluster.node(cluster.slurm.controller or cluster.cluster.primary)
+
+
+def computing(cluster: Cluster) -> list[Node]:
+    """The nodes that run slurmd, in spec order."""
+    return cluster.selected(cluster.slurm.nodes) if cluster.slurm else []
+
+
+def takes_part(cluster: Cluster, node: Node) -> bool:
+    """The controller, a computing node, or the primary (where people submit jobs)."""
+    return cluster.slurm is not None and (
+        node.name in (controller(cluster).name, cluster.cluster.primary)
+        or node in computing(cluster))
+
+
+def roles(cluster: Cluster, node: Node) -> tuple[str, ...]:
+    """The Slurm packages of the node: the controller's, slurmd, the client tools."""
+    if not takes_part(cluster, node):
+        return ()
+    found = []
+    if node.name == controller(cluster).name:
+        found.append(CONTROLLER)
+    if node in computing(cluster):
+        found.append(DAEMON)
+    if node.name == cluster.cluster.primary:
+        found.append(CLIENT)
+    return tuple(found)
+
+
+def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:
+    """munge on every Slurm node, and the packages of its roles."""
+    return (MUNGE, *roles(cluster, node)) if takes_part(cluster, node) else ()
+
+
+def release(version: str) -> str:
+    """Debian's `22.05.8-4+deb12u3` (or `1:24.11.5-1`) -> `22.05`."""
+    return ".".join(version.rpartition(":")[2].split(".")[:2])
+
+
+def version_mix(cluster: Cluster, versions: dict[str, dict[str, str | None]]) -> str:
+    """Why the Slurm nodes cannot work together ('' when they can): a slurmd or client tools
+    newer than slurmctld, or more than two releases older. `versions`: node -> package ->
+    Debian version (installed, else apt's candidate), as each node's probe read them."""
+    head = controller(cluster)
+    ours = versions.get(head.name, {}).get(CONTROLLER)
+    if not ours or release(ours) not in RELEASES:
+        return ""
+    at = RELEASES.index(release(ours))
+    wrong = []
+    for node in cluster.nodes:
+        for package in roles(cluster, node):
+            theirs = versions.get(node.name, {}).get(package)
+            if package == CONTROLLER or not theirs or release(theirs) not in RELEASES:
+                continue
+            behind = at - RELEASES.index(release(theirs))
+            if behind < 0 or behind > SUPPORTED_BEHIND:
+                wrong.append(f"{package} {release(theirs)} on {node.name}")
+    if not wrong:
+        return ""
+    return (f"slurm.nodes: slurmctld {release(ours)} on {head.name} cannot work with "
+            f"{', '.join(wrong)}: Slurm supports daemons and tools up to {SUPPORTED_BEHIND} "
+            "releases older than the controller, never newer; give the nodes one release of "
+            "the OS")
+
+
+def duration(seconds: int) -> str:
+    """Seconds as Slurm writes a time limit: days-hours:minutes:seconds."""
+    days, rest = divmod(seconds, 86400)
+    return f"{days}-{rest // 3600:02}:{rest % 3600 // 60:02}:{rest % 60:02}"
+
+
+def node_line(cluster: Cluster, node: Node, hardware: Hardware | None, before: str = "") -> str:
+    """A computing node's NodeName line: the spec's slots, else its CPUs as slurmd -C reports.
+
+    A node not read (it did not answer) keeps its line from `before` (the controller's current
+    slurm.conf), or gets one CPU: ReturnToService brings it in when it answers, and the next
+    apply writes what it has.
+    """
+    assert cluster.slurm is not None
+    words = [f"NodeName={node.name}", f"NodeAddr={node.address}"]
+    if hardware is None:
+        kept = [ln for ln in before.splitlines() if ln.startswith(f"{words[0]} {words[1]} ")]
+        if kept:
+            return kept[0] + "\n"
+    if cluster.slurm.slots is not None:
+        words.append(f"CPUs={cluster.slurm.slots}")
+    elif hardware is not None:
+        words += [f"CPUs={hardware.cpus}", f"Sockets={hardware.sockets}",
+                  f"CoresPerSocket={hardware.cores_per_socket}",
+                  f"ThreadsPerCore={hardware.threads_per_core}"]
+    else:
+        words.append("CPUs=1")
+    if hardware is not None:
+        words.append(f"RealMemory={hardware.memory}")
+    return " ".join(words) + "\n"
+
+
+def slurm_conf(cluster: Cluster, hardware: dict[str, Hardware | None], before: str = "") -> str:
+    """slurm.conf, the same on every node: the cluster's settings, its nodes, its partition.
+
+    `hardware`: what each node read (absent: not read); `before`: the controller's current file.
+    """
+    slurm = cluster.slurm
+    assert slurm is not None
+    head = controller(cluster)
+    nodes = computing(cluster)
+    limit = duration(slurm.max_time_seconds) if slurm.max_time_seconds else "UNLIMITED"
+    return "".join([
+        HEADER,
+        f"ClusterName={cluster.cluster.name}\n",
+        f"SlurmctldHost={head.name}({head.address})\n",
+        "SlurmUser=slurm\n",  # Debian's packages make it and give it the state directories
+        "AuthType=auth/munge\n",
+        "StateSaveLocation=/var/lib/slurm/slurmctld\n",
+        "SlurmdSpoolDir=/var/lib/slurm/slurmd\n",
+        "# No cgroup: slurmd runs in containers, and on a Pi without cgroup_enable=memory.\n",
+        "ProctrackType=proctrack/linuxproc\n",
+        "TaskPlugin=task/none\n",
+        "JobAcctGatherType=jobacct_gather/none\n",
+        "SelectType=select/cons_tres\n",
+        "SelectTypeParameters=CR_Core\n",
+        "MpiDefault=none\n",
+        "# A node that was down comes back by itself once its slurmd registers.\n",
+        "ReturnToService=2\n",
+        f"SlurmdTimeout={SLURMD_TIMEOUT}\n",
+        *(node_line(cluster, node, hardware.get(node.name), before) for node in nodes),
+        f"PartitionName={slurm.partition} Nodes={','.join(n.name for n in nodes)} "
+        f"Default=YES MaxTime={limit} State=UP\n",
+    ])
+
+
+def cgroup_conf(version: str | None) -> str | None:
+    """cgroup.conf where Slurm reads it without a cgroup plugin (24.05 on): cgroups off."""
+    if version is None or release(version) not in RELEASES:
+        return None
+    if RELEASES.index(release(version)) < RELEASES.index(CGROUP_DISABLED_FROM):
+        return None
+    return HEADER + "CgroupPlugin=disabled\n"
+
+
+SLURMD_OPTIONS = HEADER + (
+    "# The node's own slurm.conf, the same on every node: no --conf-server (configless).\n"
+    'SLURMD_OPTIONS=""\n')
+
+
+# -- the munge key --------------------------------------------------------------------------
+
+
+def munge_key(cluster: Cluster) -> bytes | None:
+    """The cluster's munge key from the secrets file (None: not generated yet).
+
+    ValueError, naming the secret but never its value, when it is no base64 key of 32 bytes.
+    """
+    value = cluster.secret(SecretRef(secret=MUNGE_SECRET))
+    if value is None:
+        return None
+    try:
+        key = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"secret {MUNGE_SECRET!r} is not base64 (the value is not shown)") \
+            from None
+    if len(key) < KEY_MINIMUM:
+        raise ValueError(f"secret {MUNGE_SECRET!r} holds {len(key)} bytes: munge needs "
+                         f"{KEY_MINIMUM} at least (the value is not shown)")
+    return key
+
+
+def missing(cluster: Cluster) -> bool:
+    """[slurm] without its munge key in the secrets file."""
+    return cluster.slurm is not None and \
+        cluster.secret(SecretRef(secret=MUNGE_SECRET)) is None
+
+
+def generate_missing(cluster: Cluster, secrets_file: Path) -> list[str]:
+    """Generate the munge key into the secrets file if it lacks one (apply, `picl secrets
+    generate`; never a plan), as deploy.keys does the cluster keys. Returns what was done."""
+    if not missing(cluster):
+        return []
+    value, added = ensure(secrets_file, MUNGE_SECRET,
+                          lambda: base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode())
+    cluster.stored(MUNGE_SECRET, value)
+    return [f"generated the munge key, kept in {secrets_file} as {MUNGE_SECRET}"] if added else []
+
+
+def _munge_key(view: NodeView) -> list[Change]:
+    try:
+        key = munge_key(view.cluster)
+    except ValueError as exc:
+        return [Change("slurm munge key", "update", blocked=str(exc))]
+    exists = view.observed.digests.get(MUNGE_KEY) is not None
+    action = "update" if exists else "create"
+    if key is None:
+        # A plan writes no secret: apply generates it before it plans.
+        return [Change("slurm munge key", action,
+                       (Attribute("key", None, "generated at apply"),))]
+    stat = view.observed.stats.get(MUNGE_KEY)
+    same = view.observed.digests.get(MUNGE_KEY) == hashlib.sha256(key).hexdigest()
+    owned = stat is not None and (stat.owner, stat.group, stat.mode) == (MUNGE, MUNGE, "0400")
+    if same and owned:
+        return []
+    shown = [Attribute("content", None, None, sensitive=True)] if not same else []
+    if stat is not None and not owned:
+        shown.append(Attribute("owner, mode", f"{stat.owner}:{stat.group} {stat.mode}",
+                               f"{MUNGE}:{MUNGE} 0400"))
+    return [Change("slurm munge key", action, tuple(shown), sensitive=True, steps=(
+        Step(write_file, {"src": BytesIO(key), "dest": MUNGE_KEY, "user": MUNGE,
+                          "group": MUNGE, "mode": "0400", "check": ""}),
+        # munged reads its key when it starts.
+        sh("systemctl restart munge"),
+    ))]
+
+
+# -- the whole concern ----------------------------------------------------------------------
+
+
+def _files(view: NodeView) -> dict[str, str | None]:
+    """Every file picl owns here -> its content (None: must not exist)."""
+    cluster, node = view.cluster, view.node
+    hardware = {name: o.hardware for name, o in view.shared.observed.items()}
+    head = view.shared.observed.get(controller(cluster).name)
+    before = (head.file(SLURM_CONF) if head else None) or ""
+    versions = view.observed.versions
+    version = next((versions.get(p) for p in roles(cluster, node) if versions.get(p)), None)
+    wanted: dict[str, str | None] = {SLURM_CONF: slurm_conf(cluster, hardware, before),
+                                     CGROUP_CONF: cgroup_conf(version)}
+    if DAEMON in roles(cluster, node):
+        wanted[SLURMD_DEFAULTS] = SLURMD_OPTIONS
+    return wanted
+
+
+def _restart(daemons: list[str]) -> Step:
+    """The daemons enabled for the next boot, and (re)started to read their configuration.
+
+    Jobs live on: slurmctld keeps its state on disk, slurmd's unit leaves job steps running.
+    """
+    return sh(command("systemctl", "enable", "--quiet", MUNGE, *daemons),
+              *([command("systemctl", "restart", *daemons)] if daemons else []))
+
+
+def changes(view: NodeView) -> list[Change]:
+    """The munge key, Slurm's files and its daemons, running, on a Slurm node."""
+    cluster, node = view.cluster, view.node
+    if not takes_part(cluster, node):
+        return []
+    why = version_mix(cluster, {name: o.versions for name, o in view.shared.observed.items()})
+    if why:
+        return [Change("slurm", "update", blocked=why)]
+    files: list[Change] = []
+    for path, text in _files(view).items():
+        current = view.observed.file(path)
+        if current == text or (text is None and not (current or "").startswith(HEADER)):
+            continue  # a cgroup.conf of someone else's is left alone
+        if text is None:
+            files.append(Change(f"slurm {path}", "remove", diff=text_diff(path, current, None),
+                                steps=(sh(command("rm", "-f", path)),)))
+        else:
+            files.append(Change(f"slurm {path}", "create" if current is None else "update",
+                                diff=text_diff(path, current, text), steps=(put(path, text),)))
+    daemons = [d for d in (CONTROLLER, DAEMON) if d in roles(cluster, node)]
+    down = [u for u in (MUNGE, *daemons)
+            if view.observed.units.get(u, ("absent", "absent")) != ("enabled", "active")]
+    if files:  # once the files are in place, the daemons read them
+        files[-1] = dataclasses.replace(files[-1], steps=(*files[-1].steps, _restart(daemons)))
+    elif down:
+        files.append(Change("slurm daemons", "update", (Attribute("running", None, down),),
+                            steps=(_restart(daemons),)))
+    return _munge_key(view) + files
+
+
+# What the node fact reads for this concern (see facts.node.Probe), on Slurm nodes.
+FILES = (SLURM_CONF, CGROUP_CONF, SLURMD_DEFAULTS)
+SECRET_FILES = (MUNGE_KEY,)
+UNITS = (MUNGE, CONTROLLER, DAEMON)
