@@ -13,6 +13,7 @@ from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from picl.deploy import slurm
 from picl.deploy.fstab import fstab_entries
 from picl.deploy.mpi import computing
 from picl.operate.run import cluster_user
@@ -21,9 +22,15 @@ from picl.transport.connection import Connection
 from picl.transport.remote import Reply, as_user, ask
 
 CHECK_TIMEOUT = 30.0  # the script's own waits (pings, an automount) stay well under this
-CHECKS = ("ssh", "primary", "clock", "temperature", "shares", "disk", "load", "mpi")
+CHECKS = ("ssh", "primary", "clock", "temperature", "shares", "disk", "load", "mpi", "slurm",
+          "munge")
 MPI_TIMEOUT = 20.0  # seconds for a one-rank-per-node job; a launch that hangs is stopped then
 MPI_JOB = " mpi job"  # its reply's key: no node is named with a space
+SLURM_JOB = " slurm"  # sinfo and munge to every node, from the primary
+SLURM_TIMEOUT = 20.0  # an ssh to a dead node gives up after 5s; a few nodes fit
+# Node states (sinfo %T) in which a node runs jobs; drained ones are WARN, the rest FAIL.
+SLURM_WORKING = ("idle", "allocated", "mixed", "completing", "planned")
+SLURM_DRAINED = ("drained", "draining")
 
 # A Pi's firmware throttles the CPU from 80°C (85°C on the hottest ones): warn well before.
 TEMPERATURE_WARN = 70.0
@@ -383,26 +390,97 @@ def judge_mpi(reply: Reply, cluster: Cluster) -> dict[str, Check]:
     return found
 
 
+def slurm_job(cluster: Cluster) -> str:
+    """What the Slurm checks run on the primary: the nodes as the controller sees them, then a
+    credential made here decoded on every Slurm node (`munge -n | ssh NODE unmunge`)."""
+    nodes = " ".join(shlex.quote(n.name) for n in cluster.nodes if slurm.takes_part(cluster, n))
+    return "\n".join([
+        "echo '@@ sinfo'; sinfo -N -h -o '%N|%T|%E' 2>&1; echo \"status $?\"",
+        "echo '@@ munge'",
+        f"for n in {nodes}; do",
+        "  r=$(munge -n 2>&1 | ssh -o BatchMode=yes -o ConnectTimeout=5 \"$n\" unmunge 2>&1"
+        " >/dev/null); s=$?",
+        "  printf '%s %s %s\\n' \"$n\" \"$s\" \"$(printf %s \"$r\" | tail -n 1)\"",
+        "done",
+    ])
+
+
+def judge_slurm(reply: Reply, cluster: Cluster) -> dict[str, list[Check]]:
+    """Each Slurm node's checks: its state as the controller sees it (computing nodes) and
+    whether a credential of the primary's munge decodes there."""
+    found = sections(reply.stdout)
+    said = reply.output().strip().splitlines()
+    why = reply.error or (said[-1] if said else f"exit {reply.status}")
+    where = cluster.cluster.primary
+    states: dict[str, tuple[str, str]] = {}
+    listed = found.get("sinfo", [])
+    if listed[-1:] == ["status 0"]:
+        for line in listed[:-1]:
+            name, _, rest = line.partition("|")
+            state, _, reason = rest.partition("|")
+            states[name] = (state, "" if reason == "none" else reason)
+    else:
+        why = next((ln for ln in listed if not ln.startswith("status ")), why)
+    decoded: dict[str, tuple[bool, str]] = {}
+    for line in found.get("munge", []):
+        name, status, *error = line.split(" ", 2)
+        decoded[name] = (status == "0", error[0] if error else "")
+    checks: dict[str, list[Check]] = {}
+    for node in cluster.nodes:
+        if not slurm.takes_part(cluster, node):
+            continue
+        mine = checks.setdefault(node.name, [])
+        if node in slurm.computing(cluster):
+            mine.append(_slurm_state(node.name, states, f"sinfo on {where}: {why}"))
+        ok, error = decoded.get(node.name, (False, why))
+        mine.append(Check("munge", Level.OK, "ok") if ok else Check(
+            "munge", Level.FAIL, "fails", f"munge -n on {where} | unmunge here: {error or why}"))
+    return checks
+
+
+def _slurm_state(node: str, states: dict[str, tuple[str, str]], why: str) -> Check:
+    if not states:
+        return Check("slurm", Level.FAIL, "?", why)
+    if node not in states:
+        return Check("slurm", Level.FAIL, "missing", "the controller does not know this node")
+    state, reason = states[node]
+    because = f": {reason}" if reason else ""
+    if state.endswith("*"):  # the controller has not heard from its slurmd
+        return Check("slurm", Level.FAIL, state, f"not responding{because}")
+    if state in SLURM_WORKING:
+        return Check("slurm", Level.OK, state)
+    if state in SLURM_DRAINED:
+        return Check("slurm", Level.WARN, state, f"{state}{because}")
+    return Check("slurm", Level.FAIL, state, f"{state}{because}")
+
+
 def check(
     cluster: Cluster, connection: Connection, timeout: float = CHECK_TIMEOUT
 ) -> Generator[NodeHealth, None, None]:
-    """`picl check`: every node's health, as each answers (with [mpi]: once the job ended)."""
+    """`picl check`: every node's health, as each answers (with [mpi] or [slurm]: once their
+    jobs on the primary ended)."""
     wanted = {n.name: expected(cluster, n) for n in cluster.nodes}
     commands = {n.name: (str(n.address), health_script(wanted[n.name])) for n in cluster.nodes}
     user = cluster_user(cluster)
+    name = user.name if user else None
+    primary = str(cluster.primary.address)
     if cluster.mpi is not None:
-        job = as_user(user.name if user else None, mpi_job(cluster), MPI_TIMEOUT)
-        commands[MPI_JOB] = (str(cluster.primary.address), job)
+        commands[MPI_JOB] = (primary, as_user(name, mpi_job(cluster), MPI_TIMEOUT))
+    if cluster.slurm is not None:
+        commands[SLURM_JOB] = (primary, as_user(name, slurm_job(cluster), SLURM_TIMEOUT))
     held: list[NodeHealth] = []
-    mpi: dict[str, Check] = {}
-    for reply in ask(commands, connection, max(timeout, MPI_TIMEOUT)):
+    more: dict[str, list[Check]] = {}
+    for reply in ask(commands, connection, max(timeout, MPI_TIMEOUT, SLURM_TIMEOUT)):
         if reply.node == MPI_JOB:
-            mpi = judge_mpi(reply, cluster)
-        elif cluster.mpi is None:
+            for node, found in judge_mpi(reply, cluster).items():
+                more.setdefault(node, []).insert(0, found)
+        elif reply.node == SLURM_JOB:
+            for node, checks in judge_slurm(reply, cluster).items():
+                more.setdefault(node, []).extend(checks)
+        elif cluster.mpi is None and cluster.slurm is None:
             yield node_health(reply, wanted[reply.node])
         else:
             held.append(node_health(reply, wanted[reply.node]))
     for health in held:
-        if health.node in mpi:
-            health.checks.append(mpi[health.node])
+        health.checks += more.get(health.node, [])
         yield health

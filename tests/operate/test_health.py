@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -22,13 +23,16 @@ from picl.operate.health import (
     judge_mpi,
     judge_primary,
     judge_shares,
+    judge_slurm,
     judge_temperature,
     mpi_job,
     node_health,
     readings,
+    slurm_job,
 )
-from picl.spec import Cluster
+from picl.spec import Cluster, load
 from picl.transport.remote import Reply
+from tests.spec.conftest import BASE
 
 # What node1 of a lab printed (a systemd-nspawn container: no chrony, no sensor, no NFS).
 LAB_NODE1 = """
@@ -355,3 +359,81 @@ def test_mpi_check_names_each_node_no_rank_ran_on(cluster: Cluster, reply: Reply
 
 def test_mpi_job_is_one_rank_on_each_computing_node(cluster: Cluster) -> None:
     assert mpi_job(cluster) == "mpirun -np 2 --map-by node hostname"
+
+
+# [slurm] in BASE plus `nodes = ["node1", "node2"]`: node0 controls, node1 and node2 compute.
+SINFO = "@@ sinfo\n{}\nstatus {}\n@@ munge\n{}"
+ALL_DECODE = "node0 0 \nnode1 0 \nnode2 0 \n"
+
+
+@pytest.fixture
+def slurm_cluster(tmp_path: Path) -> Cluster:
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "issue").write_text("arrakis\n")
+    (tmp_path / "cluster.toml").write_text(BASE + '\n[slurm]\nnodes = ["node1", "node2"]\n')
+    return load(tmp_path / "cluster.toml")
+
+
+@pytest.mark.parametrize(("sinfo", "found"), [
+    ("node1|idle|none\nnode2|allocated|none", {"node1": ("OK", "idle"), "node2": ("OK", "allocated")}),
+    ("node1|mixed|none\nnode2|down*|Not responding",
+     {"node1": ("OK", "mixed"), "node2": ("FAIL", "not responding: Not responding")}),
+    ("node1|drained|disk full\nnode2|draining|maintenance",
+     {"node1": ("WARN", "drained: disk full"), "node2": ("WARN", "draining: maintenance")}),
+    ("node1|idle*|none\nnode2|down|Low RealMemory",
+     {"node1": ("FAIL", "not responding"), "node2": ("FAIL", "down: Low RealMemory")}),
+    ("node1|idle|none", {"node1": ("OK", "idle"),
+                         "node2": ("FAIL", "the controller does not know this node")}),
+])
+def test_slurm_check_shows_each_node_as_the_controller_sees_it(
+        slurm_cluster: Cluster, sinfo: str, found: dict[str, tuple[str, str]]) -> None:
+    reply = Reply(" slurm", 0, SINFO.format(sinfo, 0, ALL_DECODE))
+    checks = judge_slurm(reply, slurm_cluster)
+    assert {n: next((c.level.value, c.detail or c.value) for c in cs if c.name == "slurm")
+            for n, cs in checks.items() if n != "node0"} == found
+    assert [c.name for c in checks["node0"]] == ["munge"]  # the controller runs no jobs
+
+
+def test_slurm_check_when_sinfo_fails_says_why_on_every_computing_node(
+        slurm_cluster: Cluster) -> None:
+    said = "slurm_load_partitions: Unable to contact slurm controller (connect failure)"
+    checks = judge_slurm(Reply(" slurm", 0, SINFO.format(said, 1, ALL_DECODE)), slurm_cluster)
+    for node in ("node1", "node2"):
+        (state,) = [c for c in checks[node] if c.name == "slurm"]
+        assert (state.level, state.detail) == (Level.FAIL, f"sinfo on node0: {said}")
+
+
+def test_munge_check_names_each_node_a_credential_does_not_decode_on(
+        slurm_cluster: Cluster) -> None:
+    decode = ("node0 0 \nnode1 1 unmunge: Error: Invalid credential\n"
+              "node2 255 ssh: connect to host node2 port 22: No route to host\n")
+    checks = judge_slurm(Reply(" slurm", 0, SINFO.format("node1|idle|none\nnode2|idle|none", 0,
+                                                         decode)), slurm_cluster)
+    munge = {n: next(c for c in cs if c.name == "munge") for n, cs in checks.items()}
+    assert munge["node0"].level is Level.OK
+    assert munge["node1"].detail == "munge -n on node0 | unmunge here: unmunge: Error: " \
+                                    "Invalid credential"
+    assert "No route to host" in munge["node2"].detail and munge["node2"].level is Level.FAIL
+
+
+def test_slurm_job_lists_every_slurm_node(slurm_cluster: Cluster) -> None:
+    job = slurm_job(slurm_cluster)
+    assert "for n in node0 node1 node2; do" in job
+    assert "sinfo -N -h -o '%N|%T|%E'" in job
+
+
+def test_slurm_job_as_a_shell_script(slurm_cluster: Cluster, tmp_path: Path) -> None:
+    # Its munge and ssh replaced: what the script prints is what judge_slurm reads.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {"sinfo": "echo 'node1|idle|none'", "munge": "echo cred",
+                       "ssh": '[ "$5" != node2 ] || '  # -o X -o Y NODE unmunge
+                              '{ echo "unmunge: Error: Expired credential" >&2; exit 1; }'}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    ran = subprocess.run(["sh", "-c", slurm_job(slurm_cluster)], capture_output=True, text=True,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    checks = judge_slurm(Reply(" slurm", 0, ran.stdout), slurm_cluster)
+    munge = {n: next(c for c in cs if c.name == "munge") for n, cs in checks.items()}
+    assert [munge[n].level.value for n in ("node0", "node1", "node2")] == ["OK", "OK", "FAIL"]
+    assert munge["node2"].detail.endswith("unmunge: Error: Expired credential")

@@ -1,0 +1,174 @@
+"""[slurm] on lab nodes: after one apply, jobs queue and run on every node as the personal user.
+
+The reference cluster with examples/mpi.toml and examples/slurm.toml, applied once. The
+container nodes share this machine's kernel and have no NFS: the MPI program is copied to every
+node's same path (as the MPI lab test does), and a job's output lands in the submit directory
+of the node its batch script ran on (node0, the allocation's first).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SPEC, Lab, picl, running_lab, session_lab_name
+
+pytestmark = pytest.mark.lab
+
+NODES = ("node0", "node1", "node2")
+WAIT = 240  # seconds to wait for the controller to see a change (SlurmdTimeout is 60)
+
+
+class Slurm:
+    """The lab, its spec and secrets, and the ways a test reaches in."""
+
+    def __init__(self, lab: Lab, root: Path):
+        self.lab = lab
+        self.root = root
+        self.spec = spec(root)
+        self.secrets = root / "secrets.toml"
+        hashed = subprocess.run(["openssl", "passwd", "-6", "-salt", "pytest", "lab"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        self.secrets.write_text(f'wifi_psk = "not-a-real-psk"\nroot_password_hash = "{hashed}"\n')
+        self.secrets.chmod(0o600)
+        github = root / "github"
+        github.mkdir()
+        (github / "flucifredi.keys").write_text("")
+        self.environ = {"PICL_GITHUB_URL": github.as_uri(), "XDG_CACHE_HOME": str(root / "c")}
+
+    def picl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in self.environ.items():
+                patch.setenv(key, value)
+            return picl("--secrets", str(self.secrets), "--lab", *args, spec=self.spec,
+                        lab_name=self.lab.name)
+
+    def as_user(self, command: str, node: str = "node0",
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        """A shell command as federico, in his home."""
+        return self.lab.ssh(node, f"runuser -u federico -- sh -c {shlex.quote('cd && ' + command)}",
+                            check=check, timeout=300)
+
+    def states(self) -> dict[str, str]:
+        """Each computing node's state, as sinfo on node0 shows it."""
+        listed = self.lab.ssh("node0", "sinfo -N -h -o '%N %T'").stdout.split()
+        return dict(zip(listed[::2], listed[1::2], strict=True))
+
+    def wait_for(self, node: str, state: str) -> None:
+        """Bounded: until sinfo shows `node` in `state` (never asserted on time)."""
+        deadline = time.monotonic() + WAIT
+        while self.states().get(node) != state:
+            assert time.monotonic() < deadline, f"{node}: {self.states()}, not {state}"
+            time.sleep(3)
+
+    def checks(self) -> dict[str, dict[str, dict[str, str]]]:
+        """picl check --json: node -> check name -> its level, value and detail."""
+        found = json.loads(self.picl("check", "--json").stdout)
+        return {n["node"]: {c["check"]: c for c in n["checks"]} for n in found["nodes"]}
+
+
+def spec(root: Path, **settings: str) -> Path:
+    """The reference cluster.toml with examples/mpi.toml and examples/slurm.toml, [slurm]'s
+    `settings` written over the example's."""
+    slurm = (REPO / "examples" / "slurm.toml").read_text()
+    for key, value in settings.items():
+        slurm = re.sub(rf"^#? ?{key} = .*$", f"{key} = {value}", slurm, count=1, flags=re.M)
+    path = root / "cluster.toml"
+    path.write_text(SPEC.read_text() + (REPO / "examples" / "mpi.toml").read_text() + slurm)
+    return path
+
+
+@pytest.fixture(scope="module")
+def slurm_lab(lab_host: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slurm]:
+    root = tmp_path_factory.mktemp("slurm")
+    with running_lab(session_lab_name("slurm"), spec=spec(root)) as lab:
+        cluster = Slurm(lab, root)
+        applied = cluster.picl("apply", "--yes")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        yield cluster
+
+
+def test_one_apply_every_node_idle_and_srun_runs_once_on_each(slurm_lab: Slurm) -> None:
+    for node in NODES:
+        slurm_lab.wait_for(node, "idle")  # each slurmd registers when it has started
+    ran = slurm_lab.as_user("srun -N 3 hostname")
+    assert sorted(ran.stdout.split()) == sorted(NODES)
+    for node in NODES:  # a credential of node0's munge decodes on every node
+        decoded = slurm_lab.as_user(f"munge -n | ssh {node} unmunge")
+        assert "STATUS:          Success (0)" in decoded.stdout
+    # slurm.conf is the same everywhere, each node as its slurmd -C reports it.
+    confs = {slurm_lab.lab.ssh(n, "cat /etc/slurm/slurm.conf").stdout for n in NODES}
+    assert len(confs) == 1
+    reported = slurm_lab.lab.ssh("node1", "slurmd -C").stdout.split("\n")[0].split()
+    (line,) = [ln for ln in confs.pop().splitlines() if ln.startswith("NodeName=node1 ")]
+    assert {w.split("=")[0]: w for w in line.split()}["RealMemory"] in reported
+    assert f"CPUs={slurm_lab.lab.ssh('node1', 'nproc').stdout.strip()}" in reported
+    key = slurm_lab.lab.ssh("node1", "stat -c '%U:%G %a' /etc/munge/munge.key").stdout.strip()
+    assert key == "munge:munge 400"
+    assert slurm_lab.picl("plan", "--detailed-exitcode").returncode == 0
+    checks = slurm_lab.checks()
+    assert {n: (c["slurm"]["value"], c["munge"]["level"]) for n, c in checks.items()} == \
+        dict.fromkeys(NODES, ("idle", "OK"))
+
+
+def test_an_sbatch_job_runs_the_mpi_program_across_every_node(slurm_lab: Slurm) -> None:
+    source = (REPO / "examples" / "pi.c").read_text()
+    slurm_lab.lab.ssh("node0", f"cat > /tmp/pi.c <<'EOF'\n{source}EOF")
+    copies = " && ".join(f"scp -q pi {n}:" for n in NODES if n != "node0")
+    slurm_lab.as_user(f"mpicc -O2 -o pi /tmp/pi.c -lm && {copies}")
+    job = "#!/bin/sh\n#SBATCH -N 3\n#SBATCH --ntasks-per-node=1\n#SBATCH -o pi.out\nmpirun ./pi\n"
+    slurm_lab.as_user(f"printf %s {shlex.quote(job)} > pi.sbatch && sbatch --wait pi.sbatch")
+    out = slurm_lab.as_user("cat pi.out").stdout
+    assert set(re.findall(r"^rank \d+ of 3 on (\S+)$", out, re.MULTILINE)) == set(NODES), out
+    (value,) = re.findall(r"^pi = ([\d.]+)", out, re.MULTILINE)
+    assert abs(float(value) - 3.141592653589793) < 1e-9
+
+
+def test_a_node_powered_off_is_down_and_comes_back_idle_by_itself(slurm_lab: Slurm) -> None:
+    lab = slurm_lab.lab
+    assert lab.picl("lab", "kill", "node2").returncode == 0
+    slurm_lab.wait_for("node2", "down*")
+    found = slurm_lab.checks()
+    assert (found["node2"]["slurm"]["level"], found["node2"]["munge"]["level"]) == ("FAIL",
+                                                                                    "FAIL")
+    assert found["node1"]["slurm"]["level"] == "OK"
+    started = lab.picl("lab", "start", "node2")
+    assert started.returncode == 0, started.stdout + started.stderr
+    slurm_lab.wait_for("node2", "idle")  # no scontrol: ReturnToService=2
+    assert slurm_lab.checks()["node2"]["slurm"]["level"] == "OK"
+
+
+def test_slots_and_time_limit_converge_without_losing_a_running_job(slurm_lab: Slurm) -> None:
+    submitted = slurm_lab.as_user("sbatch --parsable -w node1 -o kept.out "
+                                  "--wrap 'sleep 30; echo kept'")
+    job = submitted.stdout.strip()
+    deadline = time.monotonic() + WAIT
+    while "JobState=RUNNING" not in slurm_lab.as_user(f"scontrol show job {job}").stdout:
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(2)
+
+    spec(slurm_lab.root, slots="1", max_time='"2h"')
+    planned = slurm_lab.picl("plan")
+    assert "+NodeName=node1 NodeAddr=10.1.10.241 CPUs=1 RealMemory=" in planned.stdout
+    applied = slurm_lab.picl("apply", "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+
+    confs = {slurm_lab.lab.ssh(n, "cat /etc/slurm/slurm.conf").stdout for n in NODES}
+    assert len(confs) == 1
+    partition = slurm_lab.as_user("scontrol show partition main").stdout
+    assert "MaxTime=02:00:00" in partition
+    shown = slurm_lab.as_user(f"scontrol show job {job}").stdout
+    assert re.search(r"JobState=(RUNNING|COMPLETED)", shown), shown  # not lost, not requeued
+    deadline = time.monotonic() + WAIT
+    while "JobState=COMPLETED" not in slurm_lab.as_user(f"scontrol show job {job}").stdout:
+        assert time.monotonic() < deadline, slurm_lab.as_user(f"scontrol show job {job}").stdout
+        time.sleep(3)
+    assert slurm_lab.as_user("cat kept.out", node="node1").stdout.strip() == "kept"
+    assert "CPUTot=1 " in slurm_lab.as_user("scontrol show node node1").stdout
