@@ -335,7 +335,8 @@ class Notify(Section):
 
 class Slurm(Section):
     """A Slurm cluster: munge everywhere, slurmctld on the controller, slurmd on the computing
-    nodes, one partition of them all."""
+    nodes, one partition of them all. Needs [time] with serve = true: munge refuses
+    credentials from a clock 5 minutes off."""
 
     controller: Hostname | None = Field(
         default=None, description="The node that runs slurmctld; default: the primary"
