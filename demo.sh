@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: picl's main job on a local lab of the reference cluster:
 # validate, plan, apply, a drift made by hand, its plan and its repair, and at the end
-# what the cluster is for: an MPI program compiled on node0 and run across every node, and
-# the cluster seen from outside: the agent's metrics, scraped by Prometheus on node0.
+# what the cluster is for: an MPI program compiled on node0 and run across every node, by hand
+# and as a Slurm job, and the cluster seen from outside: the agent's metrics, scraped by
+# Prometheus on node0.
 # KEEP=1 leaves the lab running afterwards (`picl lab down` removes it).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,12 +23,13 @@ printf 'wifi_psk = "lab-only-not-a-secret"\nroot_password_hash = "%s"\n' \
   "$(openssl passwd -6 picl-lab)" > "$secrets"
 chmod 600 "$secrets"
 export PICL_SECRETS="$secrets"
-# The reference cluster, its compute layer ([mpi]: examples/mpi.toml) and its monitoring
-# ([metrics], [[notify]]: examples/metrics.toml), as one spec.
-mkdir "$work/spec" && cat cluster.toml examples/mpi.toml examples/metrics.toml > "$work/spec/cluster.toml"
+# The reference cluster, its compute layer ([mpi], [slurm]: examples/mpi.toml, examples/slurm.toml)
+# and its monitoring ([metrics], [[notify]]: examples/metrics.toml), as one spec.
+mkdir "$work/spec" && cat cluster.toml examples/mpi.toml examples/slurm.toml examples/metrics.toml \
+  > "$work/spec/cluster.toml"
 export PICL_SPEC="$work/spec/cluster.toml"
 
-step "picl validate: the reference three-node cluster (cluster.toml, with examples/mpi.toml and examples/metrics.toml)"
+step "picl validate: the reference three-node cluster (cluster.toml, with examples/mpi.toml, slurm.toml and metrics.toml)"
 picl validate
 
 step "a typo is caught with file, line and key, before anything touches a node"
@@ -88,3 +90,8 @@ picl lab ssh node0 -- "cat > /tmp/pi.c" < examples/pi.c
 # the cluster key (on boards, it is compiled into the NFS share and every node sees it).
 picl lab ssh node0 -- "runuser -u federico -- sh -c 'cd && mpicc -O2 -o pi /tmp/pi.c -lm \
   && for n in node1 node2; do scp -q pi \$n:; done && mpirun ./pi'"
+
+step "Slurm: jobs queue on node0 (munge key, slurm.conf and daemons by picl)"
+picl lab ssh node0 -- sinfo -N
+picl lab ssh node0 -- "runuser -u federico -- sh -c 'cd && srun -N 3 hostname \
+  && sbatch --wait -N 3 --ntasks-per-node=1 -o pi.out --wrap \"mpirun ./pi\" && cat pi.out'"

@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SPEC, Lab, picl, running_lab, session_lab_name
+from tests.conftest import REPO, SPEC, Lab, running_lab, session_lab_name
+from tests.deploy.test_mpi_lab import Mpi
 
 pytestmark = pytest.mark.lab
 
@@ -26,35 +26,13 @@ NODES = ("node0", "node1", "node2")
 WAIT = 240  # seconds to wait for the controller to see a change (SlurmdTimeout is 60)
 
 
-class Slurm:
-    """The lab, its spec and secrets, and the ways a test reaches in."""
+class Slurm(Mpi):
+    """The MPI lab's ways in (secrets, picl, as_user, build), on the spec with [slurm] too."""
 
     def __init__(self, lab: Lab, root: Path):
-        self.lab = lab
+        super().__init__(lab, root)
         self.root = root
         self.spec = spec(root)
-        self.secrets = root / "secrets.toml"
-        hashed = subprocess.run(["openssl", "passwd", "-6", "-salt", "pytest", "lab"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        self.secrets.write_text(f'wifi_psk = "not-a-real-psk"\nroot_password_hash = "{hashed}"\n')
-        self.secrets.chmod(0o600)
-        github = root / "github"
-        github.mkdir()
-        (github / "flucifredi.keys").write_text("")
-        self.environ = {"PICL_GITHUB_URL": github.as_uri(), "XDG_CACHE_HOME": str(root / "c")}
-
-    def picl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in self.environ.items():
-                patch.setenv(key, value)
-            return picl("--secrets", str(self.secrets), "--lab", *args, spec=self.spec,
-                        lab_name=self.lab.name)
-
-    def as_user(self, command: str, node: str = "node0",
-                check: bool = True) -> subprocess.CompletedProcess[str]:
-        """A shell command as federico, in his home."""
-        return self.lab.ssh(node, f"runuser -u federico -- sh -c {shlex.quote('cd && ' + command)}",
-                            check=check, timeout=300)
 
     def states(self) -> dict[str, str]:
         """Each computing node's state, as sinfo on node0 shows it."""
@@ -119,10 +97,7 @@ def test_one_apply_every_node_idle_and_srun_runs_once_on_each(slurm_lab: Slurm) 
 
 
 def test_an_sbatch_job_runs_the_mpi_program_across_every_node(slurm_lab: Slurm) -> None:
-    source = (REPO / "examples" / "pi.c").read_text()
-    slurm_lab.lab.ssh("node0", f"cat > /tmp/pi.c <<'EOF'\n{source}EOF")
-    copies = " && ".join(f"scp -q pi {n}:" for n in NODES if n != "node0")
-    slurm_lab.as_user(f"mpicc -O2 -o pi /tmp/pi.c -lm && {copies}")
+    slurm_lab.build("pi")  # in federico's home on every node: the lab has no NFS
     job = "#!/bin/sh\n#SBATCH -N 3\n#SBATCH --ntasks-per-node=1\n#SBATCH -o pi.out\nmpirun ./pi\n"
     slurm_lab.as_user(f"printf %s {shlex.quote(job)} > pi.sbatch && sbatch --wait pi.sbatch")
     out = slurm_lab.as_user("cat pi.out").stdout
@@ -170,5 +145,5 @@ def test_slots_and_time_limit_converge_without_losing_a_running_job(slurm_lab: S
     while "JobState=COMPLETED" not in slurm_lab.as_user(f"scontrol show job {job}").stdout:
         assert time.monotonic() < deadline, slurm_lab.as_user(f"scontrol show job {job}").stdout
         time.sleep(3)
-    assert slurm_lab.as_user("cat kept.out", node="node1").stdout.strip() == "kept"
+    assert slurm_lab.lab.ssh("node1", "cat ~federico/kept.out").stdout.strip() == "kept"
     assert "CPUTot=1 " in slurm_lab.as_user("scontrol show node node1").stdout
