@@ -106,6 +106,24 @@ def test_an_sbatch_job_runs_the_mpi_program_across_every_node(slurm_lab: Slurm) 
     assert abs(float(value) - 3.141592653589793) < 1e-9
 
 
+def test_a_munge_key_changed_by_hand_fails_check_and_is_planned_sensitive(
+        slurm_lab: Slurm) -> None:
+    lab = slurm_lab.lab
+    lab.ssh("node2", "head -c 1024 /dev/urandom > /etc/munge/munge.key && "
+                     "systemctl restart munge")
+    assert slurm_lab.checks()["node2"]["munge"]["level"] == "FAIL"  # what one key prevents
+    assert slurm_lab.as_user("munge -n | ssh node2 unmunge", check=False).returncode != 0
+    planned = slurm_lab.picl("plan")
+    assert "~ slurm munge key" in planned.stdout
+    assert "content: (sensitive) -> (sensitive)" in planned.stdout
+    key = re.search(r'^munge_key = "(.+)"$', slurm_lab.secrets.read_text(), re.M)
+    assert key and key[1] not in planned.stdout + planned.stderr
+    applied = slurm_lab.picl("apply", "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert key[1] not in applied.stdout + applied.stderr
+    assert slurm_lab.checks()["node2"]["munge"]["level"] == "OK"
+
+
 def test_a_node_powered_off_is_down_and_comes_back_idle_by_itself(slurm_lab: Slurm) -> None:
     lab = slurm_lab.lab
     assert lab.picl("lab", "kill", "node2").returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import multiprocessing
 import os
 import stat
@@ -196,3 +197,18 @@ def test_a_link_to_the_secrets_stays_a_link(tmp_path: Path) -> None:
     assert link.is_symlink()
     assert tomllib.loads((kept / "arrakis.toml").read_text())["token"] == "abc"
 
+
+
+def test_generate_makes_the_munge_key_with_slurm(repo: Path) -> None:
+    (repo / "cluster.toml").write_text(BASE + "\n[slurm]\n")
+    before = (repo / "secrets.toml").read_text()
+    result = run_picl("secrets", "generate", cwd=repo)
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[-1].startswith("generated the munge key, kept in ")
+    text = (repo / "secrets.toml").read_text()
+    key = tomllib.loads(text)["munge_key"]
+    assert text.startswith(before) and len(base64.b64decode(key)) == 1024
+    assert key not in result.out + result.err
+    again = run_picl("secrets", "generate", cwd=repo)
+    assert again.out.startswith("nothing to generate")
+    assert tomllib.loads((repo / "secrets.toml").read_text())["munge_key"] == key
