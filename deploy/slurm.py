@@ -38,7 +38,7 @@ MUNGE_SECRET = "munge_key"  # in secrets.toml: the key's bytes, base64
 KEY_BYTES = 1024  # what `mungekey` makes
 KEY_MINIMUM = 32  # munged refuses a shorter key
 HEADER = "# Managed by picl from cluster.toml ([slurm]): edit the spec, not this file.\n"
-# A dead board's jobs are requeued after this long; on one switch a minute of silence is enough.
+# A node silent this long is down: on one switch, a minute of silence is a dead board.
 SLURMD_TIMEOUT = 60
 # Slurm releases in order: a slurmd may be at most two older than its slurmctld, never newer.
 RELEASES = ("19.05", "20.02", "20.11", "21.08", "22.05", "23.02", "23.11", "24.05", "24.11",
