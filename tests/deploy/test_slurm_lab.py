@@ -138,7 +138,7 @@ def test_a_node_powered_off_is_down_and_comes_back_idle_by_itself(slurm_lab: Slu
     assert slurm_lab.checks()["node2"]["slurm"]["level"] == "OK"
 
 
-def test_slots_and_time_limit_converge_without_losing_a_running_job(slurm_lab: Slurm) -> None:
+def test_a_partition_change_converges_without_losing_a_running_job(slurm_lab: Slurm) -> None:
     submitted = slurm_lab.as_user("sbatch --parsable -w node1 -o kept.out "
                                   "--wrap 'sleep 30; echo kept'")
     job = submitted.stdout.strip()
@@ -147,16 +147,12 @@ def test_slots_and_time_limit_converge_without_losing_a_running_job(slurm_lab: S
         assert time.monotonic() < deadline, "the job did not start"
         time.sleep(2)
 
-    spec(slurm_lab.root, slots="1", max_time='"2h"')
-    planned = slurm_lab.picl("plan")
-    assert "+NodeName=node1 NodeAddr=10.1.10.241 CPUs=1 RealMemory=" in planned.stdout
+    spec(slurm_lab.root, max_time='"2h"')
     applied = slurm_lab.picl("apply", "--yes")
     assert applied.returncode == 0, applied.stdout + applied.stderr
-
     confs = {slurm_lab.lab.ssh(n, "cat /etc/slurm/slurm.conf").stdout for n in NODES}
     assert len(confs) == 1
-    partition = slurm_lab.as_user("scontrol show partition main").stdout
-    assert "MaxTime=02:00:00" in partition
+    assert "MaxTime=02:00:00" in slurm_lab.as_user("scontrol show partition main").stdout
     shown = slurm_lab.as_user(f"scontrol show job {job}").stdout
     assert re.search(r"JobState=(RUNNING|COMPLETED)", shown), shown  # not lost, not requeued
     deadline = time.monotonic() + WAIT
@@ -164,4 +160,16 @@ def test_slots_and_time_limit_converge_without_losing_a_running_job(slurm_lab: S
         assert time.monotonic() < deadline, slurm_lab.as_user(f"scontrol show job {job}").stdout
         time.sleep(3)
     assert slurm_lab.lab.ssh("node1", "cat ~federico/kept.out").stdout.strip() == "kept"
+
+
+def test_a_slot_change_converges_everywhere_and_the_controller_takes_it(
+        slurm_lab: Slurm) -> None:
+    spec(slurm_lab.root, slots="1", max_time='"2h"')
+    planned = slurm_lab.picl("plan")
+    assert "+NodeName=node1 NodeAddr=10.1.10.241 CPUs=1 RealMemory=" in planned.stdout
+    applied = slurm_lab.picl("apply", "--yes")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    confs = {slurm_lab.lab.ssh(n, "cat /etc/slurm/slurm.conf").stdout for n in NODES}
+    assert len(confs) == 1
     assert "CPUTot=1 " in slurm_lab.as_user("scontrol show node node1").stdout
+    slurm_lab.wait_for("node1", "idle")
