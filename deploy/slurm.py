@@ -20,8 +20,8 @@ from pathlib import Path
 
 from picl.deploy.changes import Attribute, Change, Step, text_diff
 from picl.deploy.commands import command, put, sh, write_file
-from picl.deploy.view import NodeView
-from picl.facts.node import Hardware
+from picl.deploy.view import ClusterFacts, NodeView
+from picl.facts.node import Observed, Reads
 from picl.spec import Cluster, Node, SecretRef
 from picl.spec.secrets import ensure
 
@@ -45,6 +45,12 @@ RELEASES = ("19.05", "20.02", "20.11", "21.08", "22.05", "23.02", "23.11", "24.0
             "25.05", "25.11")
 SUPPORTED_BEHIND = 2
 CGROUP_DISABLED_FROM = "24.05"  # the first release whose cgroup.conf takes CgroupPlugin=disabled
+FILES = (SLURM_CONF, CGROUP_CONF, SLURMD_DEFAULTS)
+UNITS = (MUNGE, CONTROLLER, DAEMON)
+# What `slurmd -C` reports, read before slurmd is installed: its RealMemory is MemTotal in MiB,
+# its sockets and cores those the kernel lists (lscpu: one line per CPU).
+MEMINFO = "/proc/meminfo"
+TOPOLOGY = ("lscpu", "lscpu -p=SOCKET,CORE")
 
 
 def controller(cluster: Cluster) -> Node:
@@ -79,6 +85,50 @@ def roles(cluster: Cluster, node: Node) -> tuple[str, ...]:
     return tuple(found)
 
 
+def reads(cluster: Cluster, node: Node, shared: ClusterFacts) -> Reads:
+    """On a Slurm node: its files, the munge key by digest, the daemons, the versions of its
+    roles' packages; where slurmd runs, the node's processors and memory."""
+    if not takes_part(cluster, node):
+        return Reads()
+    found = Reads(files=FILES, secret_files=(MUNGE_KEY,), units=UNITS,
+                  versions=roles(cluster, node))
+    if node in computing(cluster):
+        found |= Reads(kernel=(MEMINFO,), commands=(TOPOLOGY,))
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Hardware:
+    """A node's processors and memory, in `slurmd -C`'s words."""
+
+    cpus: int
+    sockets: int
+    cores_per_socket: int
+    threads_per_core: int
+    memory: int  # MiB (RealMemory)
+
+    @classmethod
+    def parse(cls, meminfo: list[str], topology: list[str]) -> Hardware | None:
+        """From /proc/meminfo's lines and lscpu's `SOCKET,CORE` lines (one per CPU, comments
+        first); None when either was not read."""
+        memory = [line.split()[1] for line in meminfo
+                  if line.startswith("MemTotal:") and len(line.split()) > 1]
+        cpus = [tuple(line.split(",")) for line in topology
+                if line.count(",") == 1 and not line.startswith("#")]
+        if not memory or not memory[0].isdigit() or not cpus:
+            return None
+        sockets = len({socket for socket, _ in cpus})
+        cores = len(set(cpus))
+        return cls(len(cpus), sockets, max(1, cores // sockets), max(1, len(cpus) // cores),
+                   int(memory[0]) // 1024)
+
+
+def hardware(observed: Observed) -> Hardware | None:
+    """What `reads` found of the node's processors and memory (None: not read)."""
+    return Hardware.parse(observed.kernel.get(MEMINFO, []),
+                          observed.outputs.get(TOPOLOGY[0], []))
+
+
 def needs(cluster: Cluster, node: Node) -> tuple[str, ...]:
     """munge on every Slurm node, and the packages of its roles."""
     return (MUNGE, *roles(cluster, node)) if takes_part(cluster, node) else ()
@@ -92,7 +142,7 @@ def release(version: str) -> str:
 def version_mix(cluster: Cluster, versions: dict[str, dict[str, str | None]]) -> str:
     """Why the Slurm nodes cannot work together ('' when they can): a slurmd or client tools
     newer than slurmctld, or more than two releases older. `versions`: node -> package ->
-    Debian version (installed, else apt's candidate), as each node's probe read them."""
+    Debian version (installed, else apt's candidate), as each node's read found them."""
     head = controller(cluster)
     ours = versions.get(head.name, {}).get(CONTROLLER)
     if not ours or release(ours) not in RELEASES:
@@ -268,12 +318,12 @@ def _munge_key(view: NodeView) -> list[Change]:
 def _files(view: NodeView) -> dict[str, str | None]:
     """Every file picl owns here -> its content (None: must not exist)."""
     cluster, node = view.cluster, view.node
-    hardware = {name: o.hardware for name, o in view.shared.observed.items()}
+    found = {name: hardware(o) for name, o in view.shared.observed.items()}
     head = view.shared.observed.get(controller(cluster).name)
     before = (head.file(SLURM_CONF) if head else None) or ""
     versions = view.observed.versions
     version = next((versions.get(p) for p in roles(cluster, node) if versions.get(p)), None)
-    wanted: dict[str, str | None] = {SLURM_CONF: slurm_conf(cluster, hardware, before),
+    wanted: dict[str, str | None] = {SLURM_CONF: slurm_conf(cluster, found, before),
                                      CGROUP_CONF: cgroup_conf(version)}
     if DAEMON in roles(cluster, node):
         wanted[SLURMD_DEFAULTS] = SLURMD_OPTIONS
@@ -318,8 +368,3 @@ def changes(view: NodeView) -> list[Change]:
                             steps=(_restart(daemons),)))
     return _munge_key(view) + files
 
-
-# What the node fact reads for this concern (see facts.node.Probe), on Slurm nodes.
-FILES = (SLURM_CONF, CGROUP_CONF, SLURMD_DEFAULTS)
-SECRET_FILES = (MUNGE_KEY,)
-UNITS = (MUNGE, CONTROLLER, DAEMON)

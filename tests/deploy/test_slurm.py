@@ -11,9 +11,10 @@ import pytest
 
 from picl.deploy import slurm
 from picl.deploy.changes import SENSITIVE, Change
-from picl.deploy.plan import needed, plan_node, probe
+from picl.deploy.plan import needed, plan_node, reads
+from picl.deploy.slurm import Hardware
 from picl.deploy.view import ClusterFacts, NodeView
-from picl.facts.node import Hardware, Observed, Stat, parse, script
+from picl.facts.node import Observed, Stat, parse, script
 from picl.spec import Cluster, load
 from tests.deploy.conftest import fresh_node
 from tests.spec.conftest import BASE, SECRETS
@@ -39,7 +40,10 @@ def spec(tmp_path: Path, table: str = "", key: str | None = KEY) -> Cluster:
 def node_state(name: str, hardware: Hardware | None = PI4, version: str | None = BOOKWORM,
                ) -> Observed:
     observed = fresh_node(name)
-    observed.hardware = hardware
+    if hardware is not None:  # as /proc/meminfo and lscpu show it
+        observed.kernel[slurm.MEMINFO] = [f"MemTotal:       {hardware.memory * 1024} kB"]
+        observed.outputs[slurm.TOPOLOGY[0]] = [
+            f"0,{cpu // hardware.threads_per_core}" for cpu in range(hardware.cpus)]
     observed.versions = {p: version for p in (slurm.CONTROLLER, slurm.DAEMON, slurm.CLIENT)}
     return observed
 
@@ -72,7 +76,7 @@ def converged(cluster: Cluster, states: dict[str, Observed]) -> dict[str, Observ
                         states[name].stats[arguments["dest"]] = Stat(
                             "munge", "munge", "0400", 100, 100, "regular file")
                     else:
-                        states[name].files[arguments["dest"]] = content
+                        states[name].files[arguments["dest"]] = content.encode()
         states[name].units = dict.fromkeys(slurm.UNITS, ("enabled", "active"))
     return states
 
@@ -140,7 +144,7 @@ def test_slurmd_options_have_no_conf_server_and_a_drift_is_repaired(tmp_path: Pa
     cluster = spec(tmp_path)
     states = converged(cluster, everyone())
     assert plan(cluster, "node1", states) == {}
-    states["node1"].files[slurm.SLURMD_DEFAULTS] = 'SLURMD_OPTIONS="--conf-server node0"\n'
+    states["node1"].files[slurm.SLURMD_DEFAULTS] = b'SLURMD_OPTIONS="--conf-server node0"\n'
     change = plan(cluster, "node1", states)[f"slurm {slurm.SLURMD_DEFAULTS}"]
     assert '-SLURMD_OPTIONS="--conf-server node0"' in change.diff
     assert '+SLURMD_OPTIONS=""' in change.diff
@@ -168,9 +172,9 @@ def test_cgroup_conf_turns_cgroups_off_where_slurm_reads_it(version: str | None,
 def test_a_foreign_cgroup_conf_is_left_alone_ours_is_removed(tmp_path: Path) -> None:
     cluster = spec(tmp_path)
     states = converged(cluster, everyone())
-    states["node1"].files[slurm.CGROUP_CONF] = "CgroupAutomount=yes\n"
+    states["node1"].files[slurm.CGROUP_CONF] = b"CgroupAutomount=yes\n"
     assert plan(cluster, "node1", states) == {}
-    states["node1"].files[slurm.CGROUP_CONF] = slurm.HEADER + "CgroupPlugin=disabled\n"
+    states["node1"].files[slurm.CGROUP_CONF] = (slurm.HEADER + "CgroupPlugin=disabled\n").encode()
     assert plan(cluster, "node1", states)[f"slurm {slurm.CGROUP_CONF}"].action == "remove"
 
 
@@ -259,16 +263,18 @@ def test_a_node_outside_slurm_gets_and_reads_nothing_of_it(tmp_path: Path) -> No
     node2 = cluster.node("node2")
     assert plan(cluster, "node2", everyone()) == {}
     assert "slurm" not in needed(cluster, node2).values()
-    read = probe(cluster, node2)
+    read = reads(cluster, node2)
     assert slurm.SLURM_CONF not in read.files and slurm.MUNGE_KEY not in read.secret_files
-    assert not read.hardware and not set(slurm.UNITS) & set(read.units)
+    assert slurm.TOPOLOGY not in read.commands and slurm.MEMINFO not in read.kernel
+    assert not set(slurm.UNITS) & set(read.units)
 
 
 def test_the_key_is_read_by_digest_and_hardware_only_where_slurmd_runs(tmp_path: Path) -> None:
     cluster = spec(tmp_path, 'nodes = ["node1", "node2"]')
-    node0, node1 = probe(cluster, cluster.node("node0")), probe(cluster, cluster.node("node1"))
+    node0, node1 = reads(cluster, cluster.node("node0")), reads(cluster, cluster.node("node1"))
     assert slurm.MUNGE_KEY in node0.secret_files and slurm.MUNGE_KEY not in node0.files
-    assert (node0.hardware, node1.hardware) == (False, True)
+    assert (slurm.TOPOLOGY in node0.commands, slurm.TOPOLOGY in node1.commands) == (False, True)
+    assert (slurm.MEMINFO in node0.kernel, slurm.MEMINFO in node1.kernel) == (False, True)
     versions = [tuple(v for v in p.versions if v.startswith("slurm")) for p in (node0, node1)]
     assert versions == [("slurmctld", "slurm-client"), ("slurmd",)]
 
@@ -333,22 +339,30 @@ def test_debian_versions_as_releases(version: str, release: str) -> None:
 # -- the hardware read ---------------------------------------------------------------------
 
 
+PI4_MEMINFO = ["MemTotal:        3884836 kB", "MemFree:         3500000 kB"]
+LSCPU = ["# The following is the parsable format, which can be fed to other", "# Socket,Core"]
+
+
 @pytest.mark.parametrize(("memory", "topology", "hardware"), [
-    (["3884836"], ["0,0", "0,1", "0,2", "0,3"], Hardware(4, 1, 4, 1, 3793)),  # a Pi 4
-    (["24683584"], ["0,0", "0,0", "0,1", "0,1"], Hardware(4, 1, 2, 2, 24105)),  # threads
-    (["8000000"], ["0,0", "0,1", "1,2", "1,3"], Hardware(4, 2, 2, 1, 7812)),  # two sockets
+    (PI4_MEMINFO, [*LSCPU, "0,0", "0,1", "0,2", "0,3"], Hardware(4, 1, 4, 1, 3793)),  # a Pi 4
+    (["MemTotal: 24683584 kB"], ["0,0", "0,0", "0,1", "0,1"], Hardware(4, 1, 2, 2, 24105)),
+    (["MemTotal: 8000000 kB"], ["0,0", "0,1", "1,2", "1,3"], Hardware(4, 2, 2, 1, 7812)),
     ([], ["0,0"], None),
-    (["100"], [], None),
+    (["MemFree: 100 kB"], ["0,0"], None),
+    (PI4_MEMINFO, LSCPU, None),  # lscpu listed no CPU
+    (PI4_MEMINFO, [], None),
 ])
 def test_hardware_as_slurmd_reports_it(memory: list[str], topology: list[str],
                                        hardware: Hardware | None) -> None:
     assert Hardware.parse(memory, topology) == hardware
 
 
-def test_the_hardware_is_read_in_the_nodes_one_read_only_when_asked(tmp_path: Path) -> None:
-    cluster = spec(tmp_path)
-    asked = script(probe(cluster, cluster.node("node1")))
+def test_the_hardware_is_read_in_the_nodes_one_read_only_where_slurmd_runs(
+        tmp_path: Path) -> None:
+    cluster = spec(tmp_path, 'nodes = ["node1"]')
+    asked = script(reads(cluster, cluster.node("node1")))
     assert "lscpu -p=SOCKET,CORE" in asked and "/proc/meminfo" in asked
-    assert "lscpu" not in script(probe(cluster, cluster.node("node1")).__class__())
-    observed = parse(["@@picl memory", "3884836", "@@picl topology", "0,0", "0,1"])
-    assert observed.hardware == Hardware(2, 1, 2, 1, 3793)
+    assert "lscpu" not in script(reads(cluster, cluster.node("node0")))
+    observed = parse(["@@picl kernel /proc/meminfo", "MemTotal:        3884836 kB",
+                      "@@picl command lscpu", *LSCPU, "0,0", "0,1"])
+    assert slurm.hardware(observed) == Hardware(2, 1, 2, 1, 3793)
