@@ -9,7 +9,7 @@ APT_PACKAGES := python3-venv python3-dev gcc git openssh-client iproute2 \
                 debootstrap systemd-container iputils-ping procps \
                 qemu-system-x86 qemu-utils e2fsprogs
 
-.PHONY: setup test test-arm64 demo lint docs bench clean
+.PHONY: setup test test-arm64 test-vm demo lint docs bench clean
 
 setup: $(VENV)/.installed
 
@@ -27,13 +27,17 @@ $(VENV)/.installed: $(VENV)/.apt pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
-# Every test but those of arm64 nodes: their image's cold build (every maintainer script run
-# under qemu-user) alone takes longer than the rest of the suite. They run apart, below.
+# Every test but those of emulated nodes: an arm64 image's cold build (every maintainer script
+# under qemu-user) alone takes longer than the rest of the suite, and a VM node under software
+# emulation takes minutes per boot. They run apart, below.
 test: setup
-	$(BIN)/pytest -m "not arm64"
+	$(BIN)/pytest -m "not arm64 and not vm"
 
 test-arm64: setup
 	$(BIN)/pytest -m arm64
+
+test-vm: setup
+	$(BIN)/pytest -m vm
 
 lint: setup
 	$(BIN)/ruff check picl deploy facts transport operate reconciler tests

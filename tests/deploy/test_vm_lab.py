@@ -19,7 +19,7 @@ from picl.lab import Cards
 from tests.conftest import Lab, running_lab, session_lab_name
 from tests.deploy.risky import Risky, mount, picl_lab
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.vm]
 
 NODES = ("node0", "node1")
 USER = '\n[[users]]\nname = "ada"\nuid = 1000\ngid = 1000\n'
