@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -144,3 +145,26 @@ def repo(tmp_path: Path) -> Path:
     (tmp_path / "secrets.toml").write_text(SECRETS)
     (tmp_path / "secrets.toml").chmod(0o600)
     return tmp_path
+
+
+def marked_line(text: str) -> int:
+    """The number of the line a case marks with `#!`, as TOML counts lines."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.rstrip().endswith("#!"):
+            return number
+    raise AssertionError("case has no #! marker")
+
+
+def assert_reported_on_marked_line(repo: Path, text: str, path: str) -> None:
+    """`picl validate` of `text` fails naming `path` on the `#!` line, every line located."""
+    (repo / "cluster.toml").write_text(text)
+    result = run_picl("validate", cwd=repo)
+    assert result.code == 1, result
+    assert "Traceback" not in result.err
+    pattern = rf"^cluster\.toml:{marked_line(text)}:\d+: {re.escape(path)}: \S"
+    assert re.search(pattern, result.err, re.MULTILINE), (pattern, result.err)
+    for reported in result.err.removesuffix("\n").split("\n"):
+        assert re.match(r"cluster\.toml:\d+:\d+: \S", reported), reported
+        assert reported.isprintable(), reported  # one line, nothing a terminal would act on
+    assert result.out == ""
+

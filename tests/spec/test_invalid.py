@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.spec.conftest import BASE, KEY, run_picl
+from tests.spec.conftest import BASE, KEY, assert_reported_on_marked_line, run_picl
 
 RSA_BLOB = "AAAAB3NzaC1yc2EAAAADAQABAAAAgQD6S8R9GMm0KFl1RoHK0qJt"
 ED_BLOB = KEY.split()[1]
@@ -279,32 +279,13 @@ CASES: list[tuple[str, str, str, str]] = [
 ]
 
 
-def _marked_line(text: str) -> int:
-    for number, line in enumerate(text.split("\n"), start=1):  # as TOML counts lines
-        if line.rstrip().endswith("#!"):
-            return number
-    raise AssertionError("case has no #! marker")
-
-
 @pytest.mark.parametrize(("old", "new", "path"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_invalid_spec_is_reported_on_its_line(repo: Path, old: str, new: str, path: str) -> None:
     assert BASE.count(old) >= 1, f"case does not apply to BASE: {old!r}"
     text = BASE.replace(old, new, 1)
     if "#!" not in new:  # a removed key is reported on the header of its table
         text = text.replace("[cluster]", "[cluster] #!", 1)
-    (repo / "cluster.toml").write_text(text)
-
-    result = run_picl("validate", cwd=repo)
-
-    assert result.code == 1, result
-    assert "Traceback" not in result.err
-    line = _marked_line(text)
-    pattern = rf"^cluster\.toml:{line}:\d+: {re.escape(path)}: \S"
-    assert re.search(pattern, result.err, re.MULTILINE), (pattern, result.err)
-    for reported in result.err.removesuffix("\n").split("\n"):
-        assert re.match(r"cluster\.toml:\d+:\d+: \S", reported), reported
-        assert reported.isprintable(), reported  # one line, nothing a terminal would act on
-    assert result.out == ""
+    assert_reported_on_marked_line(repo, text, path)
 
 
 ONE_NODE = (

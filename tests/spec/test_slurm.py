@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from picl.spec import load
-from tests.spec.conftest import BASE, run_picl
+from tests.spec.conftest import BASE, assert_reported_on_marked_line, run_picl
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME = '[time]\nservers = ["0.debian.pool.ntp.org"]\nserve = true\n'  # BASE's
@@ -83,14 +83,7 @@ CASES = [
 @pytest.mark.parametrize(("old", "new", "path"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_a_mistake_is_reported_on_its_line(repo: Path, old: str, new: str, path: str) -> None:
     assert old in SLURM
-    text = spec(SLURM.replace(old, new, 1))
-    (repo / "cluster.toml").write_text(text)
-    result = run_picl("validate", cwd=repo)
-    assert result.code == 1, result
-    assert "Traceback" not in result.err
-    line = next(n for n, ln in enumerate(text.split("\n"), 1) if ln.rstrip().endswith("#!"))
-    assert re.search(rf"^cluster\.toml:{line}:\d+: {re.escape(path)}: \S", result.err,
-                     re.MULTILINE), result.err
+    assert_reported_on_marked_line(repo, spec(SLURM.replace(old, new, 1)), path)
 
 
 @pytest.mark.parametrize(("time", "path", "line"), [
