@@ -167,11 +167,22 @@ def running_lab(
         labs.down(name)
 
 
+def suite_releases(items: Sequence[pytest.Item]) -> set[str]:
+    """The releases the session's lab tests boot: bookworm, and those a module marks `releases`."""
+    named = {r for item in items for mark in item.iter_markers("releases") for r in mark.args}
+    return {"bookworm"} | named
+
+
 @pytest.fixture(scope="session")
-def lab_host() -> None:
-    """This machine can run labs; labs of test sessions that died are removed first."""
+def lab_host(request: pytest.FixtureRequest) -> None:
+    """This machine can run labs; labs of test sessions that died are removed first, and every
+    image the session's tests boot is built (at the same time) before the first lab comes up."""
     require_lab_host()
     from picl import lab as labs
+    from picl.lab import image, mirror, pios
+
+    wanted = [(r, pios.native_arch()) for r in suite_releases(request.session.items)]
+    image.ensure_all(wanted, mirror.configured(), lambda m: print(m, file=sys.stderr))
 
     for name in labs.labs_on_host():
         match = re.fullmatch(r"pytest-(\d+)(?:-[a-z0-9-]+)?", name)

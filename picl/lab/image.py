@@ -20,6 +20,8 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from picl.errors import PiclError
@@ -129,11 +131,12 @@ def ensure(release: str, arch: str, mirror: Mirror, warn: host.Warn) -> str:
     if is_built(image):
         return image
     IMAGES.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another picl may be building the same image
+    # One lock per image: another picl may be building this one; others build alongside.
+    with open(IMAGES / f".{image}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if is_built(image):
             return image
-        _remove_scratch()
+        _remove_scratch(image)
         emulated = "" if arch == pios.native_arch() else ", emulated: much longer"
         warn(
             f"building the lab's image {image}: Raspberry Pi OS Lite {release} {arch} "
@@ -146,8 +149,22 @@ def ensure(release: str, arch: str, mirror: Mirror, warn: host.Warn) -> str:
         finally:
             if scratch.exists():
                 _remove_tree(scratch)
-        _remove_outdated()
+    _remove_outdated()
     return image
+
+
+def ensure_all(
+    wanted: Iterable[tuple[str, str]], mirror: Mirror, warn: host.Warn
+) -> dict[tuple[str, str], str]:
+    """The image of each (release, arch) in `wanted`, the missing ones built at the same time.
+
+    A build waits on downloads and dpkg's disk writes as much as on a core: a mixed lab's cold
+    images build in little more time than its slowest one alone.
+    """
+    wanted = sorted(set(wanted))
+    with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
+        built = {w: pool.submit(ensure, *w, mirror, warn) for w in wanted}
+        return {w: future.result() for w, future in built.items()}
 
 
 def build(release: str, arch: str, mirror: Mirror, dest: Path) -> None:
@@ -347,16 +364,18 @@ def logged(log_path: Path, argv: list[str], what: str) -> None:
 
 def _remove_outdated() -> None:
     """Remove images of another recipe (no `up` will use them again) that no node stands on."""
-    in_use = Path("/proc/self/mounts").read_text()
-    for built in images():
-        if info(built).get("recipe") != RECIPE and f"lowerdir={rootfs(built)}" not in in_use:
-            log.info("removing image %s (recipe %s)", built, info(built).get("recipe"))
-            _remove_tree(IMAGES / built)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # builds of other images end at the same time
+        in_use = Path("/proc/self/mounts").read_text()
+        for built in images():
+            if info(built).get("recipe") != RECIPE and f"lowerdir={rootfs(built)}" not in in_use:
+                log.info("removing image %s (recipe %s)", built, info(built).get("recipe"))
+                _remove_tree(IMAGES / built)
 
 
-def _remove_scratch() -> None:
-    """Remove what crashed builds left (we hold the lock: no build is running)."""
-    for scratch in IMAGES.glob(".build-*"):
+def _remove_scratch(image: str) -> None:
+    """Remove what crashed builds of `image` left (we hold its lock: none of them is running)."""
+    for scratch in IMAGES.glob(f".build-{image}-*"):
         log.info("removing a crashed image build: %s", scratch)
         _remove_tree(scratch)
 

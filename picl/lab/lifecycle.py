@@ -52,9 +52,7 @@ def _design(
     for arch in sorted({arch for _, arch in chosen.values()} - {pios.native_arch()}):
         host.ensure_emulation(arch, warn)
     debian = mirror.configured()
-    images = {
-        wanted: image.ensure(*wanted, debian, warn) for wanted in sorted(set(chosen.values()))
-    }
+    images = image.ensure_all(chosen.values(), debian, warn)
     machines = cards.machines(list(chosen), built)
     if machines and uplink:
         raise PiclError("VM nodes have no uplink (their one NIC is the wired network)")

@@ -17,7 +17,7 @@ from picl.lab import Cards
 from tests.conftest import Lab, running_lab, session_lab_name
 from tests.deploy.reference import Cluster
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.releases("trixie", "bullseye")]
 
 RELEASES = {"node0": "bookworm", "node1": "trixie", "node2": "bullseye"}
 # What picl installs and a freshly flashed card lacks: the NFS server on the primary, chrony

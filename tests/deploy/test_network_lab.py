@@ -19,7 +19,7 @@ from picl.lab import Cards
 from tests.conftest import running_lab, session_lab_name
 from tests.deploy.risky import CONFIRM_TIMEOUT, Risky
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.releases("bullseye")]
 
 KEYFILES = "/etc/NetworkManager/system-connections"
 

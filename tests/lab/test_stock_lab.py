@@ -13,7 +13,7 @@ import pytest
 from picl.lab import Cards, mirror
 from tests.conftest import Lab, running_lab, session_lab_name
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.releases("trixie", "bullseye")]
 
 RELEASES = {"node0": "bookworm", "node1": "trixie", "node2": "bullseye"}
 FIRST_USER = "picocluster"  # cluster.toml: federico's rename_from
