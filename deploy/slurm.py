@@ -172,29 +172,48 @@ def duration(seconds: int) -> str:
 
 
 def node_line(cluster: Cluster, node: Node, hardware: Hardware | None, before: str = "") -> str:
-    """A computing node's NodeName line: the spec's slots, else its CPUs as slurmd -C reports.
+    """A computing node's NodeName line: its CPUs and memory as slurmd -C reports them.
 
-    A node not read (it did not answer) keeps its line from `before` (the controller's current
-    slurm.conf), or gets one CPU: ReturnToService brings it in when it answers, and the next
-    apply writes what it has.
+    The spec's slots are not written here but on the partition (`partition_line`): a line that
+    differs from what the node's slurmd reports drains the node. A node not read (it did not
+    answer) keeps its line from `before` (the controller's current slurm.conf), or gets one CPU:
+    ReturnToService brings it in when it answers, and the next apply writes what it has.
     """
-    assert cluster.slurm is not None
     words = [f"NodeName={node.name}", f"NodeAddr={node.address}"]
     if hardware is None:
         kept = [ln for ln in before.splitlines() if ln.startswith(f"{words[0]} {words[1]} ")]
         if kept:
             return kept[0] + "\n"
-    if cluster.slurm.slots is not None:
-        words.append(f"CPUs={cluster.slurm.slots}")
-    elif hardware is not None:
-        words += [f"CPUs={hardware.cpus}", f"Sockets={hardware.sockets}",
-                  f"CoresPerSocket={hardware.cores_per_socket}",
-                  f"ThreadsPerCore={hardware.threads_per_core}"]
-    else:
-        words.append("CPUs=1")
-    if hardware is not None:
-        words.append(f"RealMemory={hardware.memory}")
-    return " ".join(words) + "\n"
+        return " ".join([*words, "CPUs=1"]) + "\n"
+    return " ".join([*words, f"CPUs={hardware.cpus}", f"Sockets={hardware.sockets}",
+                     f"CoresPerSocket={hardware.cores_per_socket}",
+                     f"ThreadsPerCore={hardware.threads_per_core}",
+                     f"RealMemory={hardware.memory}"]) + "\n"
+
+
+def partition_line(cluster: Cluster) -> str:
+    """The one partition: every computing node, the time limit, and the spec's slots as the
+    CPUs of each node its jobs may use (MaxCPUsPerNode), which leaves the nodes' lines true."""
+    slurm = cluster.slurm
+    assert slurm is not None
+    limit = duration(slurm.max_time_seconds) if slurm.max_time_seconds else "UNLIMITED"
+    slots = [f"MaxCPUsPerNode={slurm.slots}"] if slurm.slots is not None else []
+    return " ".join([f"PartitionName={slurm.partition}",
+                     f"Nodes={','.join(n.name for n in computing(cluster))}", "Default=YES",
+                     f"MaxTime={limit}", *slots, "State=UP"]) + "\n"
+
+
+def slots_beyond(cluster: Cluster, hardware: dict[str, Hardware | None]) -> str:
+    """Why the spec's slots cannot be given ('' when they can): more than a computing node's
+    CPUs. `hardware`: what each node read (absent or None: not read)."""
+    slots = cluster.slurm.slots if cluster.slurm else None
+    short = [f"{n.name} ({found.cpus})" for n in computing(cluster)
+             if slots is not None and (found := hardware.get(n.name)) and found.cpus < slots]
+    if not short:
+        return ""
+    return (f"slurm.slots: {slots} is more than the CPUs of {', '.join(short)}, as slurmd -C "
+            "reports them: Slurm gives a node at most its CPUs (it drains a node said to have "
+            "more); lower slots or leave it out")
 
 
 def slurm_conf(cluster: Cluster, hardware: dict[str, Hardware | None], before: str = "") -> str:
@@ -202,11 +221,7 @@ def slurm_conf(cluster: Cluster, hardware: dict[str, Hardware | None], before: s
 
     `hardware`: what each node read (absent: not read); `before`: the controller's current file.
     """
-    slurm = cluster.slurm
-    assert slurm is not None
     head = controller(cluster)
-    nodes = computing(cluster)
-    limit = duration(slurm.max_time_seconds) if slurm.max_time_seconds else "UNLIMITED"
     return "".join([
         HEADER,
         f"ClusterName={cluster.cluster.name}\n",
@@ -225,9 +240,9 @@ def slurm_conf(cluster: Cluster, hardware: dict[str, Hardware | None], before: s
         "# A node that was down comes back by itself once its slurmd registers.\n",
         "ReturnToService=2\n",
         f"SlurmdTimeout={SLURMD_TIMEOUT}\n",
-        *(node_line(cluster, node, hardware.get(node.name), before) for node in nodes),
-        f"PartitionName={slurm.partition} Nodes={','.join(n.name for n in nodes)} "
-        f"Default=YES MaxTime={limit} State=UP\n",
+        *(node_line(cluster, node, hardware.get(node.name), before)
+          for node in computing(cluster)),
+        partition_line(cluster),
     ])
 
 
@@ -330,13 +345,27 @@ def _files(view: NodeView) -> dict[str, str | None]:
     return wanted
 
 
-def _restart(daemons: list[str]) -> Step:
-    """The daemons enabled for the next boot, and (re)started to read their configuration.
+def partition_only(before: str | None, after: str) -> bool:
+    """Whether slurm.conf changes only in its partition (time limit, slots, name)."""
+    def rest(text: str) -> list[str]:
+        return [ln for ln in text.splitlines() if not ln.startswith("PartitionName=")]
 
-    Jobs live on: slurmctld keeps its state on disk, slurmd's unit leaves job steps running.
+    return before is not None and rest(before) == rest(after)
+
+
+def _restart(daemons: list[str], reread: bool = False) -> Step:
+    """The daemons enabled for the next boot, and made to read their configuration.
+
+    slurmctld restarts: Slurm 22.05's reconfigure (SIGHUP) kept a partition's old MaxTime and
+    MaxCPUsPerNode on the lab; it reads its jobs back from its state directory. slurmd, which
+    holds no partition, only re-reads its file when nothing else changed (`reread`), so the
+    job steps it watches never see it go; else it restarts (Debian's unit leaves them running).
     """
+    daemon = [command("systemctl", "reload-or-restart" if reread else "restart", DAEMON)] \
+        if DAEMON in daemons else []
     return sh(command("systemctl", "enable", "--quiet", MUNGE, *daemons),
-              *([command("systemctl", "restart", *daemons)] if daemons else []))
+              *([command("systemctl", "restart", CONTROLLER)] if CONTROLLER in daemons else []),
+              *daemon)
 
 
 def changes(view: NodeView) -> list[Change]:
@@ -344,14 +373,19 @@ def changes(view: NodeView) -> list[Change]:
     cluster, node = view.cluster, view.node
     if not takes_part(cluster, node):
         return []
-    why = version_mix(cluster, {name: o.versions for name, o in view.shared.observed.items()})
+    shared = view.shared.observed
+    why = version_mix(cluster, {name: o.versions for name, o in shared.items()}) or \
+        slots_beyond(cluster, {name: hardware(o) for name, o in shared.items()})
     if why:
         return [Change("slurm", "update", blocked=why)]
     files: list[Change] = []
+    reread = True
     for path, text in _files(view).items():
         current = view.observed.file(path)
         if current == text or (text is None and not (current or "").startswith(HEADER)):
             continue  # a cgroup.conf of someone else's is left alone
+        reread = reread and path == SLURM_CONF and text is not None and \
+            partition_only(current, text)
         if text is None:
             files.append(Change(f"slurm {path}", "remove", diff=text_diff(path, current, None),
                                 steps=(sh(command("rm", "-f", path)),)))
@@ -362,9 +396,9 @@ def changes(view: NodeView) -> list[Change]:
     down = [u for u in (MUNGE, *daemons)
             if view.observed.units.get(u, ("absent", "absent")) != ("enabled", "active")]
     if files:  # once the files are in place, the daemons read them
-        files[-1] = dataclasses.replace(files[-1], steps=(*files[-1].steps, _restart(daemons)))
+        files[-1] = dataclasses.replace(files[-1],
+                                        steps=(*files[-1].steps, _restart(daemons, reread)))
     elif down:
         files.append(Change("slurm daemons", "update", (Attribute("running", None, down),),
                             steps=(_restart(daemons),)))
     return _munge_key(view) + files
-

@@ -4,6 +4,7 @@ packages per role, the version refusal, configless kept out."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -105,10 +106,30 @@ def test_slurm_conf_nodes_as_slurmd_reports_them(tmp_path: Path) -> None:
     assert not [ln for ln in lines if "configless" in ln.lower()]
 
 
-def test_slots_replace_the_cpus(tmp_path: Path) -> None:
+def test_slots_limit_the_partition_and_leave_the_node_lines_as_slurmd_reports(
+        tmp_path: Path) -> None:
     cluster = spec(tmp_path, "slots = 2")
-    text = written(plan(cluster, "node1", everyone()), slurm.SLURM_CONF)
-    assert "NodeName=node2 NodeAddr=10.1.10.242 CPUs=2 RealMemory=3794" in text.splitlines()
+    lines = written(plan(cluster, "node1", everyone()), slurm.SLURM_CONF).splitlines()
+    assert ("NodeName=node2 NodeAddr=10.1.10.242 CPUs=4 Sockets=1 CoresPerSocket=4 "
+            "ThreadsPerCore=1 RealMemory=3794") in lines
+    assert ("PartitionName=main Nodes=node0,node1,node2 Default=YES MaxTime=UNLIMITED "
+            "MaxCPUsPerNode=2 State=UP") in lines
+
+
+@pytest.mark.parametrize(("slots", "cpus", "refused"), [
+    (4, (4, 4, 4), ""),
+    (2, (4, 2, 4), ""),
+    (3, (4, 2, 4), "3 is more than the CPUs of node1 (2), as slurmd -C reports them"),
+    (8, (4, 4, None), "8 is more than the CPUs of node0 (4), node1 (4), as"),  # node2 not read
+])
+def test_slots_beyond_a_nodes_cpus_are_refused(tmp_path: Path, slots: int,
+                                               cpus: tuple[int | None, ...], refused: str) -> None:
+    cluster = spec(tmp_path, f"slots = {slots}")
+    states = {n: node_state(n, dataclasses.replace(PI4, cpus=c, cores_per_socket=c) if c
+                            else None) for n, c in zip(NODES, cpus, strict=True)}
+    for name in NODES:
+        blocked = [c.blocked for c in plan(cluster, name, states).values() if c.blocked]
+        assert len(blocked) == bool(refused) and (not refused or refused in blocked[0])
 
 
 def test_controller_and_computing_nodes_as_written(tmp_path: Path) -> None:
@@ -291,12 +312,28 @@ def test_converged_is_no_change_and_a_stopped_daemon_is_started(tmp_path: Path) 
         "systemctl enable --quiet munge slurmd", "systemctl restart slurmd"]
 
 
-def test_a_changed_slurm_conf_restarts_the_nodes_daemons(tmp_path: Path) -> None:
-    cluster = spec(tmp_path)
-    states = converged(cluster, everyone())
-    changed = spec(tmp_path, "slots = 1")
-    steps = plan(changed, "node0", states)[f"slurm {slurm.SLURM_CONF}"].steps
-    assert steps[-1].arguments["commands"][-1] == "systemctl restart slurmctld slurmd"
+@pytest.mark.parametrize(("before", "after", "slurmd"), [
+    ("", 'max_time = "2h"', "reload-or-restart"),  # the partition only: slurmd re-reads it
+    ("", "slots = 1", "reload-or-restart"),
+    ("", 'partition = "pis"', "reload-or-restart"),
+    ("", 'nodes = ["node0", "node1"]', "restart"),  # a node removed: Slurm wants restarts
+    ('nodes = ["node0", "node1"]', "", "restart"),  # and added
+])
+def test_a_changed_slurm_conf_restarts_slurmctld_and_slurmd_rereads_a_partition(
+        tmp_path: Path, before: str, after: str, slurmd: str) -> None:
+    states = converged(spec(tmp_path, before), everyone())
+    steps = plan(spec(tmp_path, after), "node0", states)[f"slurm {slurm.SLURM_CONF}"].steps
+    assert steps[-1].arguments["commands"] == [
+        "systemctl enable --quiet munge slurmctld slurmd", "systemctl restart slurmctld",
+        f"systemctl {slurmd} slurmd"]
+
+
+def test_a_partition_change_alone_is_one_partition_line() -> None:
+    conf = "A=1\nNodeName=node1 CPUs=4\nPartitionName=main Nodes=node1 State=UP\n"
+    assert slurm.partition_only(conf, conf.replace("State=UP", "MaxCPUsPerNode=1 State=UP"))
+    assert not slurm.partition_only(conf, conf.replace("CPUs=4", "CPUs=2"))
+    assert not slurm.partition_only(conf, conf.replace("A=1", "A=2"))
+    assert not slurm.partition_only(None, conf)  # the first file: slurmd starts on it
 
 
 # -- versions ----------------------------------------------------------------------------------
