@@ -19,6 +19,8 @@ import pytest
 
 from tests.conftest import REPO, SPEC, Lab, running_lab, session_lab_name
 from tests.deploy.test_mpi_lab import Mpi
+from tests.reconciler.test_agent_lab import Cluster as Agent
+from tests.reconciler.test_agent_lab import lab_spec
 
 pytestmark = pytest.mark.lab
 
@@ -52,14 +54,19 @@ class Slurm(Mpi):
         return {n["node"]: {c["check"]: c for c in n["checks"]} for n in found["nodes"]}
 
 
-def spec(root: Path, **settings: str) -> Path:
-    """The reference cluster.toml with examples/mpi.toml and examples/slurm.toml, [slurm]'s
+def with_slurm(base: str, **settings: str) -> str:
+    """`base`, a cluster.toml's text, with examples/mpi.toml and examples/slurm.toml, [slurm]'s
     `settings` written over the example's."""
     slurm = (REPO / "examples" / "slurm.toml").read_text()
     for key, value in settings.items():
         slurm = re.sub(rf"^#? ?{key} = .*$", f"{key} = {value}", slurm, count=1, flags=re.M)
+    return base + (REPO / "examples" / "mpi.toml").read_text() + slurm
+
+
+def spec(root: Path, **settings: str) -> Path:
+    """The reference cluster.toml `with_slurm`, in `root`."""
     path = root / "cluster.toml"
-    path.write_text(SPEC.read_text() + (REPO / "examples" / "mpi.toml").read_text() + slurm)
+    path.write_text(with_slurm(SPEC.read_text(), **settings))
     return path
 
 
@@ -162,16 +169,59 @@ def test_a_partition_change_converges_without_losing_a_running_job(slurm_lab: Sl
     assert slurm_lab.lab.ssh("node1", "cat ~federico/kept.out").stdout.strip() == "kept"
 
 
-@pytest.mark.xfail(reason="open: with slots below the hardware's cores (CPUs= without the "
-                   "topology) Slurm 22.05 drains the nodes", strict=True)
-def test_a_slot_change_converges_everywhere_and_the_controller_takes_it(
-        slurm_lab: Slurm) -> None:
+def test_slots_limit_what_a_job_gets_of_each_node_and_no_node_drains(slurm_lab: Slurm) -> None:
+    packed = slurm_lab.as_user("srun -n 3 hostname").stdout.split()
+    assert len(set(packed)) < 3  # each node's 2 CPUs: three tasks fit on two nodes
     spec(slurm_lab.root, slots="1", max_time='"2h"')
     planned = slurm_lab.picl("plan")
-    assert "+NodeName=node1 NodeAddr=10.1.10.241 CPUs=1 RealMemory=" in planned.stdout
     applied = slurm_lab.picl("apply", "--yes")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     confs = {slurm_lab.lab.ssh(n, "cat /etc/slurm/slurm.conf").stdout for n in NODES}
     assert len(confs) == 1
-    assert "CPUTot=1 " in slurm_lab.as_user("scontrol show node node1").stdout
-    slurm_lab.wait_for("node1", "idle")
+    for node in NODES:  # `CPUs=1` alone, as slots were once written, drains them on 22.05
+        slurm_lab.wait_for(node, "idle")
+    assert "MaxTime=0-02:00:00 MaxCPUsPerNode=1 State=UP" in planned.stdout
+    assert "+NodeName=" not in planned.stdout  # the nodes' lines stay as slurmd -C reports
+    spread = slurm_lab.as_user("srun -n 3 hostname").stdout.split()
+    assert sorted(spread) == sorted(NODES)  # one task a node: its one slot
+    assert "MaxCPUsPerNode=1" in slurm_lab.as_user("scontrol show partition main").stdout
+    cores = slurm_lab.lab.ssh("node1", "nproc").stdout.strip()
+    assert f"CPUTot={cores} " in slurm_lab.as_user("scontrol show node node1").stdout
+
+
+def test_the_agent_converges_a_pushed_slot_and_partition_change_and_the_job_running_lives(
+        slurm_lab: Slurm) -> None:
+    (slurm_lab.root / "agent").mkdir()
+    agent = Agent(slurm_lab.lab, slurm_lab.root / "agent")
+    agent.secrets = slurm_lab.secrets  # the lab's own munge and cluster keys
+    installed = agent.picl("agent", "install")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    # What the last test left, as the agent's spec (no GitHub: the lab has no uplink).
+    first = agent.commit(with_slurm(lab_spec(), slots="1", max_time='"2h"'), "slurm")
+    agent.push()
+    agent.applied(first)
+
+    submitted = slurm_lab.as_user("sbatch --parsable -w node1 -o pushed.out "
+                                  "--wrap 'sleep 200; echo pushed'")
+    job = submitted.stdout.strip()
+    slurm_lab.wait_for("node1", "mixed")  # running: one of its two CPUs
+    pushed = agent.commit(with_slurm(lab_spec(), slots="2", max_time='"3h"'), "slots, 3h")
+    agent.push()
+    agent.applied(pushed)
+
+    confs = {slurm_lab.lab.ssh(n, "cat /etc/slurm/slurm.conf").stdout for n in NODES}
+    assert len(confs) == 1
+    assert "MaxTime=0-03:00:00 MaxCPUsPerNode=2 State=UP" in confs.pop()
+    partition = slurm_lab.as_user("scontrol show partition main").stdout
+    assert "MaxTime=03:00:00" in partition and "MaxCPUsPerNode=2" in partition
+    shown = slurm_lab.as_user(f"scontrol show job {job}").stdout
+    assert "JobState=RUNNING" in shown and "Restarts=0" in shown, shown  # the change was under it
+    deadline = time.monotonic() + WAIT
+    while "JobState=COMPLETED" not in (shown := slurm_lab.as_user(f"scontrol show job {job}")
+                                       .stdout):
+        assert time.monotonic() < deadline and "JobState=RUNNING" in shown, shown
+        time.sleep(3)
+    assert "Restarts=0" in shown, shown  # never requeued
+    assert slurm_lab.lab.ssh("node1", "cat ~federico/pushed.out").stdout.strip() == "pushed"
+    for node in NODES:
+        slurm_lab.wait_for(node, "idle")
