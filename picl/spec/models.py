@@ -348,7 +348,8 @@ class Slurm(Section):
     )
     slots: int | None = Field(
         default=None, ge=1, le=1024,
-        description="CPUs Slurm gives each computing node; default: as `slurmd -C` reports",
+        description="CPUs of each computing node that jobs may use (the partition's "
+        "MaxCPUsPerNode), at most the node's; default: all, as `slurmd -C` reports them",
     )
     partition: Line = Field(
         default="main", pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,31}$",
