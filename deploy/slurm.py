@@ -171,11 +171,11 @@ def duration(seconds: int) -> str:
     return f"{days}-{rest // 3600:02}:{rest % 3600 // 60:02}:{rest % 60:02}"
 
 
-def node_line(cluster: Cluster, node: Node, hardware: Hardware | None, before: str = "") -> str:
+def node_line(node: Node, hardware: Hardware | None, before: str = "") -> str:
     """A computing node's NodeName line: its CPUs and memory as slurmd -C reports them.
 
-    The spec's slots are not written here but on the partition (`partition_line`): a line that
-    differs from what the node's slurmd reports drains the node. A node not read (it did not
+    The spec's slots go on the partition (`partition_line`), not here: Slurm 22.05 drains a
+    node whose CPUs match none of its sockets, cores or threads. A node not read (it did not
     answer) keeps its line from `before` (the controller's current slurm.conf), or gets one CPU:
     ReturnToService brings it in when it answers, and the next apply writes what it has.
     """
@@ -240,8 +240,7 @@ def slurm_conf(cluster: Cluster, hardware: dict[str, Hardware | None], before: s
         "# A node that was down comes back by itself once its slurmd registers.\n",
         "ReturnToService=2\n",
         f"SlurmdTimeout={SLURMD_TIMEOUT}\n",
-        *(node_line(cluster, node, hardware.get(node.name), before)
-          for node in computing(cluster)),
+        *(node_line(node, hardware.get(node.name), before) for node in computing(cluster)),
         partition_line(cluster),
     ])
 
