@@ -186,12 +186,15 @@ def _running(day: Day, command: str) -> int:
 
 
 def test_ctrl_c_stops_a_run_with_130_and_leaves_no_ssh_behind(day: Day) -> None:
-    sleep = f"sleep 29.{os.getpid()}"  # this test's own: nothing else on the nodes runs it
-    argv, env = day.command("run", "--timeout", "30", "--", sleep)
+    sleep = f"sleep 119.{os.getpid()}"  # this test's own: nothing else on the nodes runs it
+    # The run's timeout far beyond the wait below: on a loaded machine, looking at three nodes
+    # takes seconds, and a run that timed out would not be one that Ctrl-C stopped.
+    argv, env = day.command("run", "--timeout", "120", "--", sleep)
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(100):  # until the command runs on every node: picl waits on them
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until the command runs on every node
             if _running(day, sleep) == len(NODES) or proc.poll() is not None:
                 break
             time.sleep(0.2)
