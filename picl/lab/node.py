@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 from picl.errors import PiclError
@@ -88,9 +89,26 @@ ConditionCapability=
 ExecStart=
 ExecStart=!/usr/sbin/chronyd -x $DAEMON_OPTS
 """
-# Masked on a node NetworkManager cannot run on (pios.networkmanager_cannot_run): it would
-# abort and restart in a loop, and wait-online would fail.
-NETWORKMANAGER_UNITS = ("NetworkManager.service", "NetworkManager-wait-online.service")
+# On a node NetworkManager cannot run on (pios.networkmanager_cannot_run) the cable brings the
+# address; NetworkManager stays enabled, as on a board, but starts nothing (it would abort and
+# restart in a loop), and the lab's nmcli (picl/lab/nmcli.sh) answers for it. wait-online,
+# which would wait for it in vain, is masked.
+NETWORKMANAGER_UNIT = "etc/systemd/system/NetworkManager.service"
+NETWORKMANAGER_DROP_IN = f"{NETWORKMANAGER_UNIT}.d/picl-lab.conf"
+NETWORKMANAGER_STAND_IN = """\
+# picl lab: NetworkManager aborts under qemu-user (a generic netlink socket it does not
+# emulate). The lab set the wired address on the node's cable; /usr/local/bin/nmcli answers.
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=
+ExecStart=/bin/true
+ExecReload=
+ExecReload=/bin/true
+Restart=no
+"""
+WAIT_ONLINE = "etc/systemd/system/NetworkManager-wait-online.service"
+NMCLI = "usr/local/bin/nmcli"
 # How a site points apt at its proxy (pi-gen writes the same when built with APT_PROXY).
 APT_PROXY_CONF = "etc/apt/apt.conf.d/51cache"
 FLASHED = "flashed"  # in the node's directory: its card was made (once, when its disk was new)
@@ -162,7 +180,8 @@ def provision(lab: Blueprint, node: NodeBlueprint, authorized_key: str) -> None:
     """Give a node what a freshly set-up board has: the imager's settings (its name, the first
     user), its identity and host key, its wired address, and what the lab needs: root's key
     (the lab's key, which also stands for every user's own), the lab's apt proxy, chrony
-    without the clock a container cannot set, and NetworkManager masked where it cannot run.
+    without the clock a container cannot set, and a stand-in for NetworkManager where it
+    cannot run.
 
     Only what is missing is written: a node's disk keeps what happened to it since.
     """
@@ -202,10 +221,23 @@ def provision(lab: Blueprint, node: NodeBlueprint, authorized_key: str) -> None:
     else:
         _networkmanager_address(lab, node)
     if pios.networkmanager_cannot_run(node.release, node.arch):  # its address is the cable's
-        for unit in NETWORKMANAGER_UNITS:
-            masked = root / "etc/systemd/system" / unit
-            if not masked.is_symlink():
-                masked.symlink_to("/dev/null")
+        _networkmanager_stand_in(root)
+
+
+def _networkmanager_stand_in(root: Path) -> None:
+    """NetworkManager enabled but starting nothing, wait-online masked, the lab's nmcli."""
+    unit = root / NETWORKMANAGER_UNIT
+    if unit.is_symlink() and os.readlink(unit) == "/dev/null":  # masked by an older lab
+        unit.unlink()
+    drop_in = root / NETWORKMANAGER_DROP_IN
+    drop_in.parent.mkdir(parents=True, exist_ok=True)
+    drop_in.write_text(NETWORKMANAGER_STAND_IN)
+    wait_online = root / WAIT_ONLINE
+    if not wait_online.is_symlink():
+        wait_online.symlink_to("/dev/null")
+    nmcli = root / NMCLI
+    nmcli.write_text((files("picl.lab") / "nmcli.sh").read_text())
+    nmcli.chmod(0o755)
 
 
 def _dhcpcd_address(lab: Blueprint, node: NodeBlueprint) -> None:

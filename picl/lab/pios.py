@@ -96,7 +96,7 @@ def networkmanager_cannot_run(name: str, arch: str) -> bool:
 
     Under qemu-user NetworkManager aborts when the generic netlink socket it opens at start is
     refused (qemu-user emulates route, uevent and audit netlink only), so an emulated bookworm
-    or trixie node cannot set its own wired address: the lab sets it, and masks NetworkManager.
+    or trixie node cannot set its own wired address: the lab sets it, and stands in for nmcli.
     """
     return release(name).network == "NetworkManager" and arch != native_arch()
 
