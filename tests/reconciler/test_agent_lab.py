@@ -81,8 +81,8 @@ class Cluster:
         self.lab.exec(["git", "-C", str(self.repo), "push", "-q", *(["--force"] * force),
                        URL, "HEAD:main"])
 
-    def picl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.lab.picl("--secrets", str(self.secrets), "--lab", *args)
+    def picl(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return self.lab.picl("--secrets", str(self.secrets), "--lab", *args, timeout=timeout)
 
     def in_repo(self, *args: str) -> subprocess.CompletedProcess[str]:
         """picl as typed in the clone: its cluster.toml, no secrets.toml beside it."""
@@ -111,9 +111,9 @@ class Cluster:
                                      + json.dumps(status, indent=1))
             time.sleep(0.5)
 
-    def applied(self, sha: str) -> dict[str, Any]:
+    def applied(self, sha: str, timeout: float = WAIT) -> dict[str, Any]:
         return self.wait(f"applied {sha[:12]}", lambda s: s["revision"]["applied"] == sha
-                         and s["state"] == "ready")
+                         and s["state"] == "ready", timeout)
 
     def ssh(self, node: str, command: str, check: bool = True) -> str:
         return self.lab.ssh(node, command, check=check).stdout
