@@ -1,6 +1,8 @@
 """Benchmark: the agent's push-to-converged latency, and what its cycles cost the primary.
 
     .venv/bin/python bench/agent.py [--nodes 10] [--runs 10] [--out bench/results/agent.json]
+    .venv/bin/python bench/agent.py --nodes 3 --runs 5 --arch node0=arm64 --idle 60 \
+        --lab agentbench-arm64 --out bench/results/agent-arm64.json  # emulated by qemu-user
 
 A lab of bench/compare.py's cluster grown to --nodes nodes (no GitHub keys: the lab has no
 uplink), its interval 90 s, converged by `picl --lab apply`, the agent installed with `picl
@@ -8,7 +10,7 @@ uplink), its interval 90 s, converged by `picl --lab apply`, the agent installed
 (federico's shell, on every node), pushes it to the primary and, from inside the lab, waits
 on the primary until the agent's status says that revision is applied: the time from the push
 returning to that. Then the agent is left
-alone for INTERVAL_WINDOW seconds: its interval cycles, no-op plans of an unchanged revision,
+alone for --idle seconds (INTERVAL_WINDOW): its interval cycles, no-op plans of an unchanged revision,
 90 s apart: longer than a shared SSH connection outlives its last use unless held open.
 
 All along, a sampler on the primary reads every 0.2 s the agent's own CPU time (user + system
@@ -16,9 +18,13 @@ of its process: picl's own cost, threads included) and its service's (the cgroup
 its ssh and git). Each cycle of the agent's history is given the CPU used between its start
 and its end: CPU time, not wall time, is the figure that holds on a loaded machine. Idle: its
 service's CPU in that window outside cycles. Last, the memory of the agent and its service.
-Writes:
 
-    {"machine": {...}, "nodes": N, "push_to_converged_s": [...], "cycle_s": [...],
+`--arch NODE=arm64` makes that node an arm64 board (`picl lab up --arch`); the status is then
+polled every 0.2 s rather than 0.02 s and the agent's CPU read every second (each poll starts
+emulated processes on the primary, which would take the cores the agent's cycle needs). Writes:
+
+    {"machine": {...}, "load": [1-minute load average before, after], "arch": {NODE: ARCH},
+     "nodes": N, "push_to_converged_s": [...], "cycle_s": [...],
      "cpu": {"push": [the agent's CPU s per push cycle], "push_all": [its service's],
              "interval": [per interval cycle], "interval_all": [...]},
      "idle": {"seconds", "cpu_s", "rss_kib" (the agent's resident memory),
@@ -52,7 +58,7 @@ sha=$(git rev-parse HEAD)
 git push -q {url} HEAD:main
 t1=$(date +%s.%N)
 ssh {primary} "until grep -q '\"applied\": \"$sha\"' /var/lib/picl/status.json; \
-  do sleep 0.02; done"
+  do sleep {poll}; done"
 t2=$(date +%s.%N)
 echo "$t1 $t2"
 """
@@ -113,6 +119,10 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=10)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--lab", default=LAB, help="the lab's name")
+    parser.add_argument("--arch", action="append", default=[], metavar="NODE=ARCH",
+                        help="a node's architecture, as `picl lab up --arch`")
+    parser.add_argument("--idle", type=int, default=INTERVAL_WINDOW,
+                        help="seconds the agent is left alone after the pushes")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "agent.json")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="picl-bench-agent-") as tmp:
@@ -130,7 +140,10 @@ def main() -> None:
                "PICL_LAB_NAME": options.lab}
         env.pop("PICL_IN_LAB", None)
         try:
-            picl("lab", "up", "--timeout", "600", env=env)  # 10 nodes boot slowly on a busy host
+            load = [os.getloadavg()[0]]
+            arches = [option for arch in options.arch for option in ("--arch", arch)]
+            # 10 nodes boot slowly on a busy host
+            picl("lab", "up", "--timeout", "600", *arches, env=env)
             picl("--lab", "apply", "--yes", env=env)  # the spec's user, who pushes, exists
             picl("--lab", "agent", "install", env=env)
             repo = root / "repo"
@@ -139,9 +152,11 @@ def main() -> None:
             (repo / "cluster.toml").write_text(spec.read_text())
             git(repo, "add", "cluster.toml")
             git(repo, "commit", "-q", "-m", "the reference cluster")
-            script = MEASURE.format(url=URL, primary=PRIMARY)
+            script = MEASURE.format(url=URL, primary=PRIMARY,
+                                    poll=0.2 if options.arch else 0.02)
             picl("lab", "exec", "--", "bash", "-c", script, "measure", str(repo), env=env)
-            picl("lab", "ssh", "node0", "--", f"nohup bash -c {shlex.quote(SAMPLER)} "
+            sampler = SAMPLER.replace("sleep 0.2", "sleep 1") if options.arch else SAMPLER
+            picl("lab", "ssh", "node0", "--", f"nohup bash -c {shlex.quote(sampler)} "
                  ">/dev/null 2>&1 &", env=env)
             seconds = []
             for run in range(options.runs):
@@ -155,7 +170,8 @@ def main() -> None:
                            env=env)
                 pushed, applied = (float(v) for v in out.split())
                 seconds.append(applied - pushed)
-            time.sleep(INTERVAL_WINDOW)
+            time.sleep(options.idle)
+            load.append(os.getloadavg()[0])
             picl("lab", "ssh", "node0", "--", "pkill -f picl-bench-samples", env=env)
             samples = [tuple(float(v) for v in line.split()) for line in picl(
                 "lab", "ssh", "node0", "--", "cat /tmp/picl-bench-samples", env=env
@@ -178,6 +194,8 @@ def main() -> None:
     used = window[-1][2] - window[0][2] - sum(c[1] for c in interval_cpu)
     result = {
         "machine": machine(),
+        "load": [round(v, 1) for v in load],
+        "arch": dict(a.split("=", 1) for a in options.arch),
         "nodes": options.nodes,
         "push_to_converged_s": [round(s, 3) for s in seconds],
         "cycle_s": [round(c, 3) for c in cycles],
