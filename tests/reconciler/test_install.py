@@ -232,3 +232,10 @@ def test_the_repository_belongs_to_the_pushers_group(cluster) -> None:  # noqa: 
     assert "usermod -a -G picl federico" in lines
     assert any(line.startswith("chgrp -R picl /srv/picl/cluster.git && chmod -R g+rwX")
                for line in lines)
+
+
+def test_pip_installs_offline_without_compiling_every_module(cluster) -> None:  # noqa: ANN001
+    pips = [line for line in prepare_script(Paths(), cluster).splitlines()
+            if '"$pip" install' in line]
+    assert len(pips) == 2
+    assert all("--no-index" in line and "--no-compile" in line for line in pips)
