@@ -9,9 +9,9 @@ uplink), its interval 90 s, converged by `picl --lab apply`, the agent installed
 --lab agent install`, a first push converged. Then each run commits a change to a user
 (federico's shell, on every node), pushes it to the primary and, from inside the lab, waits
 on the primary until the agent's status says that revision is applied: the time from the push
-returning to that. Then the agent is left
-alone for --idle seconds (INTERVAL_WINDOW): its interval cycles, no-op plans of an unchanged revision,
-90 s apart: longer than a shared SSH connection outlives its last use unless held open.
+returning to that. Then the agent is left alone for --idle seconds (INTERVAL_WINDOW): its
+interval cycles, no-op plans of an unchanged revision, 90 s apart: longer than a shared SSH
+connection outlives its last use unless held open.
 
 All along, a sampler on the primary reads every 0.2 s the agent's own CPU time (user + system
 of its process: picl's own cost, threads included) and its service's (the cgroup: the agent,

@@ -3,10 +3,10 @@
     .venv-bench/bin/python bench/report.py [--results bench/results] [--docs docs]
 
 Reads what `make bench` measured (compare.json, scaling.json, read.json, agent.json,
-startup.json in --results; the same files from before the cost work of issue 15 in
---results/before) and writes benchmarks.md and benchmarks.png in --docs. Every figure in the
-report is computed here from those files: nothing is typed in by hand. Needs matplotlib (the
-bench's own venv has it).
+startup.json in --results, and agent-arm64.json of bench/agent.py on an arm64 primary; the same
+files from before the cost work of issue 15 in --results/before) and writes benchmarks.md and
+benchmarks.png in --docs. Every figure in the report is computed here from those files: nothing
+is typed in by hand. Needs matplotlib (the bench's own venv has it).
 """
 
 from __future__ import annotations
@@ -223,10 +223,15 @@ def agent_section(agent: dict[str, Any]) -> list[str]:
                  "service: the agent, its ssh and git):", "",
                  "| cycle | the agent's CPU s | min-max s | its service's CPU s |",
                  "|---|---:|---:|---:|", *per_cycle] if per_cycle else []
+    arches = ", ".join(f"{node} {arch}" for node, arch in agent.get("arch", {}).items())
+    emulated = (f" ({arches}: emulated by qemu-user, Python about 6 times slower; the others "
+                f"native; run on {machine_line(agent['machine'])}, at a load average of "
+                f"{agent['load'][0]:.0f} before and {agent['load'][1]:.0f} after)"
+                if arches else "")
     return [
-        f"The agent on the primary of a {agent['nodes']}-node lab: {len(push)} pushes, each "
-        "changing a user on every node, timed from `git push` returning to the agent's status "
-        "naming the revision applied (read on the primary).", "",
+        f"The agent on the primary of a {agent['nodes']}-node lab{emulated}: {len(push)} "
+        "pushes, each changing a user on every node, timed from `git push` returning to the "
+        "agent's status naming the revision applied (read on the primary).", "",
         "| measure | median s | min-max s |", "|---|---:|---:|",
         f"| push to converged | {median(push):.2f} | {spread(push)} |",
         f"| the cycle alone (fetch, verify, load, plan, apply, record) | {median(cycle):.2f} | "
@@ -425,6 +430,9 @@ def report(results_dir: Path, image: str) -> str:
     agent = load(results_dir, "agent")
     if agent:
         lines += ["## The agent", "", *agent_section(agent), ""]
+    arm64 = load(results_dir, "agent-arm64")
+    if arm64:
+        lines += ["## The agent on an arm64 primary", "", *agent_section(arm64), ""]
     startup = load(results_dir, "startup")
     if startup:
         lines += ["## Start-up", "", *startup_section(startup), ""]
