@@ -109,6 +109,10 @@ Restart=no
 """
 WAIT_ONLINE = "etc/systemd/system/NetworkManager-wait-online.service"
 NMCLI = "usr/local/bin/nmcli"
+# Masked for every user's manager on an emulated node: under qemu-user its ExecStartPost
+# (`systemctl --user set-environment`) and the manager it calls can spin at full CPU until the
+# manager's start times out (90 s), and the SSH login that started it (a push) waits as long.
+USER_BUS_SOCKET = "etc/systemd/user/dbus.socket"
 # How a site points apt at its proxy (pi-gen writes the same when built with APT_PROXY).
 APT_PROXY_CONF = "etc/apt/apt.conf.d/51cache"
 FLASHED = "flashed"  # in the node's directory: its card was made (once, when its disk was new)
@@ -180,8 +184,8 @@ def provision(lab: Blueprint, node: NodeBlueprint, authorized_key: str) -> None:
     """Give a node what a freshly set-up board has: the imager's settings (its name, the first
     user), its identity and host key, its wired address, and what the lab needs: root's key
     (the lab's key, which also stands for every user's own), the lab's apt proxy, chrony
-    without the clock a container cannot set, and a stand-in for NetworkManager where it
-    cannot run.
+    without the clock a container cannot set, and, on an emulated node, a stand-in for
+    NetworkManager (where it cannot run) and no session bus for users' managers.
 
     Only what is missing is written: a node's disk keeps what happened to it since.
     """
@@ -222,6 +226,10 @@ def provision(lab: Blueprint, node: NodeBlueprint, authorized_key: str) -> None:
         _networkmanager_address(lab, node)
     if pios.networkmanager_cannot_run(node.release, node.arch):  # its address is the cable's
         _networkmanager_stand_in(root)
+    user_bus = root / USER_BUS_SOCKET
+    if node.arch != pios.native_arch() and not user_bus.is_symlink():
+        user_bus.parent.mkdir(parents=True, exist_ok=True)
+        user_bus.symlink_to("/dev/null")
 
 
 def _networkmanager_stand_in(root: Path) -> None:

@@ -25,6 +25,9 @@ pytestmark = [pytest.mark.lab, pytest.mark.arm64]
 # a first apply there installs the spec's packages, every maintainer script emulated.
 WAIT = 900.0
 EMULATED = 2400.0
+# A push is git and sshd emulated on the primary, beside the agent's first start (it compiles
+# what it imports) and the timers a freshly booted node runs (man-db's index, apt's).
+PUSH = 600.0
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +84,10 @@ def test_the_agent_is_installed_from_the_aarch64_wheelhouse(cluster: Cluster,
 
 def test_a_push_converges_the_lab_from_the_arm64_primary(cluster: Cluster, installed: str) -> None:
     first = cluster.commit(lab_spec(), "the reference cluster")
-    cluster.push()
+    cluster.push(timeout=PUSH)
     cluster.applied(first, timeout=WAIT)
     sha = cluster.commit(lab_spec(shell="/bin/sh"), "federico: /bin/sh")
-    cluster.push()
+    cluster.push(timeout=PUSH)
     status = cluster.applied(sha, timeout=WAIT)
     assert shells(cluster) == {"/bin/sh"}
     assert [n["state"] for n in status["nodes"]] == ["converged"] * 3

@@ -77,9 +77,9 @@ class Cluster:
         self.git(*sign, "-q", "--allow-empty", "-m", message)
         return self.git("rev-parse", "HEAD")
 
-    def push(self, force: bool = False) -> None:
+    def push(self, force: bool = False, timeout: float = 120) -> None:
         self.lab.exec(["git", "-C", str(self.repo), "push", "-q", *(["--force"] * force),
-                       URL, "HEAD:main"])
+                       URL, "HEAD:main"], timeout=timeout)
 
     def picl(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return self.lab.picl("--secrets", str(self.secrets), "--lab", *args, timeout=timeout)
