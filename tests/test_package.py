@@ -40,6 +40,7 @@ def test_wheel_installs_and_imports(tmp_path: Path) -> None:
         "from picl.deploy.mounts import shell\n"  # the programs run on nodes ship as files
         "assert 'findmnt --verify' in shell('fstab-transaction.sh')\n"
         "assert 'unmount_point()' in shell('fstab-mount.sh')\n"
+        "assert 'connection up uuid' in (files('picl.lab') / 'nmcli.sh').read_text()\n"
         "print(picl.__file__, picl.deploy.__file__, picl.transport.__file__)\n"
     )
     out = subprocess.run(
