@@ -225,7 +225,7 @@ def agent_section(agent: dict[str, Any]) -> list[str]:
                  "|---|---:|---:|---:|", *per_cycle] if per_cycle else []
     arches = ", ".join(f"{node} {arch}" for node, arch in agent.get("arch", {}).items())
     emulated = (f" ({arches}: emulated by qemu-user, Python about 6 times slower; the others "
-                f"native; run on {machine_line(agent['machine'])}, at a load average of "
+                f"native. Machine: {machine_line(agent['machine'])}, at a load average of "
                 f"{agent['load'][0]:.0f} before and {agent['load'][1]:.0f} after)"
                 if arches else "")
     return [
