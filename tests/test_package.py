@@ -4,6 +4,7 @@ operate/, reconciler/) under picl only; an editable install maps them the same w
 from __future__ import annotations
 
 import importlib
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,13 +15,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Directories at the repository's root that install as picl.NAME.
 ROOT_PACKAGES = ("deploy", "facts", "transport", "operate", "reconciler")
+# What a build reads nothing from, or must not (build/: an earlier build's output).
+UNBUILT = (".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", "*_cache", "secrets.toml")
 
 
 def test_wheel_installs_and_imports(tmp_path: Path) -> None:
+    # Built from a copy without build/: setuptools keeps what an earlier build put there, so a
+    # file left out of the package data would still be in the wheel.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*UNBUILT))
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(wheels), str(ROOT)],
+         "-w", str(wheels), str(source)],
         check=True, capture_output=True,
     )
     (wheel,) = wheels.glob("picl-*.whl")
