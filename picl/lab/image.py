@@ -18,6 +18,7 @@ import logging
 import os
 import shlex
 import shutil
+import struct
 import subprocess
 import time
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from picl.errors import PiclError
 from picl.lab import host, pios
+from picl.lab.blueprint import STATE
 from picl.lab.mirror import Mirror
 
 log = logging.getLogger(__name__)
@@ -366,11 +368,38 @@ def _remove_outdated() -> None:
     """Remove images of another recipe (no `up` will use them again) that no node stands on."""
     with open(CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # builds of other images end at the same time
-        in_use = Path("/proc/self/mounts").read_text()
         for built in images():
-            if info(built).get("recipe") != RECIPE and f"lowerdir={rootfs(built)}" not in in_use:
+            if info(built).get("recipe") != RECIPE and not stood_on(built):
                 log.info("removing image %s (recipe %s)", built, info(built).get("recipe"))
                 _remove_tree(IMAGES / built)
+
+
+def stood_on(built: str) -> bool:
+    """Whether a lab node stands on the image: a container on its root (the lower layer of its
+    overlay), or a VM node, running or off, on its VM disk (its own disk's backing file)."""
+    if f"lowerdir={rootfs(built)}" in Path("/proc/self/mounts").read_text():
+        return True
+    folder = IMAGES / built
+    return any(
+        (backing := backing_file(disk)) is not None and backing.is_relative_to(folder)
+        for disk in STATE.glob("*/nodes/*/*.qcow2")
+    )
+
+
+def backing_file(disk: Path) -> Path | None:
+    """The file a qcow2 disk is an overlay of (from its header), or None."""
+    try:
+        with open(disk, "rb") as f:
+            header = f.read(20)
+            if len(header) < 20 or header[:4] != b"QFI\xfb":
+                return None
+            offset, size = struct.unpack(">QI", header[8:20])
+            if not offset:
+                return None
+            f.seek(offset)
+            return Path(f.read(size).decode(errors="replace"))
+    except OSError:
+        return None
 
 
 def _remove_scratch(image: str) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from picl.errors import PiclError
-from picl.lab import Cards, blueprint, ssh, vm
+from picl.lab import Cards, blueprint, image, ssh, vm, vmimage
 from picl.lab.blueprint import Blueprint, NodeBlueprint
 
 NODES = ["node0", "node1", "node2"]
@@ -111,3 +112,34 @@ def test_a_vm_is_given_time_to_answer_ssh() -> None:
     lab = built("node1")
     assert ssh.patience(lab.node("node1")) >= 120
     assert ssh.patience(lab.node("node0")) == 3
+
+
+def test_an_outdated_image_a_vm_node_stands_on_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A VM node's disk is an overlay of its image's VM disk, opened by qemu and mounted
+    nowhere: removing the image would leave the lab's node without its card."""
+    images, state = tmp_path / "images", tmp_path / "lab"
+    monkeypatch.setattr(image, "CACHE", tmp_path)
+    monkeypatch.setattr(image, "IMAGES", images)
+    monkeypatch.setattr(image, "STATE", state)
+    for built, recipe in (("old-used", 1), ("old-free", 1), ("new", image.RECIPE)):
+        (images / built / "rootfs").mkdir(parents=True)
+        (images / built / "image.json").write_text(json.dumps({"recipe": recipe}))
+        (images / built / "vm").mkdir()
+        (images / built / "vm" / vmimage.DISK).write_bytes(b"\0" * 4096)
+    node = state / "a" / "nodes" / "node1"
+    node.mkdir(parents=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+                    "-b", str(images / "old-used" / "vm" / vmimage.DISK),
+                    str(node / vm.DISK)], check=True)  # fmt: skip
+    assert image.backing_file(node / vm.DISK) == images / "old-used" / "vm" / vmimage.DISK
+    image._remove_outdated()
+    assert sorted(p.name for p in images.iterdir()) == ["new", "old-used"]
+
+
+def test_a_disk_of_no_overlay_stands_on_nothing(tmp_path: Path) -> None:
+    raw = tmp_path / "disk.qcow2"
+    raw.write_bytes(b"\0" * 64)
+    assert image.backing_file(raw) is None
+    assert image.backing_file(tmp_path / "absent.qcow2") is None
