@@ -3,9 +3,13 @@
 Before the first risky step (fstab, network) the node arms a timer with `systemd-run`: the
 timer belongs to the node's init, so it outlives the SSH session that armed it. It saves the
 files the risky changes touch; when it fires it puts them back and runs their restore commands
-(reload, re-activate what was active). After the last step picl opens a *new* SSH connection
-and disarms it. No confirmation in time (the node unreachable, picl killed, the session lost)
-and the node reverts by itself: deploy-rs's "magic rollback", `netplan try`.
+(reload, re-activate what was active). The window picl has to confirm opens when the change
+has ended, on the node, in the same command as the last step (heard by picl or not: that step
+may be the one that cuts it off); until then a longer timer covers picl dying mid-change. A
+slow node (an SD card, an emulated machine) takes long to make the change: that must not eat
+the window. After the last step picl opens a *new* SSH connection and disarms it. No
+confirmation in time (the node unreachable, picl killed, the session lost) and the node
+reverts by itself: deploy-rs's "magic rollback", `netplan try`.
 
 A switch also survives a power cut: a unit installed with it finds, at the next boot, any
 switch neither confirmed nor reverted, puts the files back and boots again.
@@ -23,10 +27,13 @@ import shlex
 from dataclasses import dataclass
 
 from picl.deploy.changes import Guard, Step, operation
-from picl.deploy.commands import replaced
+from picl.deploy.commands import replaced, shell
 
 ROLLBACK = "/var/lib/picl/rollback"
 DEFAULT_TIMEOUT = 60  # seconds, as deploy-rs (30) and netplan try (120) do
+# Seconds the change itself may take beyond the window before the node gives up on it (picl
+# killed mid-change): NetworkManager waits up to 30 s per profile, a mount 30 s.
+CHANGE_LIMIT = 60
 KEEP = 5  # switch directories kept after they ended: what was restored, and why
 BOOT_UNIT = "picl-rollback-boot.service"
 ANSWER = "picl-switch"  # prefix of the one line a confirm or revert prints
@@ -63,7 +70,30 @@ def new_token() -> str:
 
 
 def unit(token: str) -> str:
+    """The timer armed with the switch: it fires if the change never ends."""
     return f"picl-rollback-{token}"
+
+
+def window_unit(token: str) -> str:
+    """The timer of the window, armed once the change has ended."""
+    return f"picl-rollback-{token}-window"
+
+
+def change_limit(timeout: int) -> int:
+    """Seconds from arming until a change that never ended is undone."""
+    return 2 * timeout + CHANGE_LIMIT
+
+
+def _timer(name: str, token: str, seconds: int, reason: str) -> str:
+    d = f"{ROLLBACK}/{token}"
+    return (f"systemd-run --quiet --unit={name} --on-active={seconds}s "
+            "--timer-property=AccuracySec=1s "
+            f"--description='picl: revert unless confirmed' /bin/sh {d}/revert {_q(reason)}")
+
+
+def _stop_timers(token: str) -> str:
+    return (f"systemctl stop {unit(token)}.timer {window_unit(token)}.timer 2>/dev/null "
+            "|| true")
 
 
 def _q(word: str) -> str:
@@ -149,16 +179,43 @@ def arm(token: str, timeout: int, guard: Guard):
         f"if ! {unit_text} | cmp -s - {boot_unit}; then {unit_text} | {replaced(boot_unit)} "
         f"&& systemctl daemon-reload && systemctl enable --quiet {BOOT_UNIT}; fi",
         "sync",
-        f"systemd-run --quiet --unit={unit(token)} --on-active={int(timeout)}s "
-        "--timer-property=AccuracySec=1s "
-        f"--description='picl: revert unless confirmed' /bin/sh {d}/revert "
-        f"{_q(f'not confirmed within {int(timeout)}s of the change')}",
+        _timer(unit(token), token, change_limit(timeout),
+               f"not confirmed within {change_limit(timeout)}s of arming: the change never "
+               "ended"),
     ]
     yield StringCommand("\n".join(lines))
 
 
+def open_window(token: str, timeout: int) -> str:
+    """Shell that starts the window picl has to confirm in, now that the change has ended:
+    the window's timer, then the arming one stopped (a switch is never without a timer)."""
+    d = f"{ROLLBACK}/{token}"
+    window = _timer(window_unit(token), token, int(timeout),
+                    f"not confirmed within {int(timeout)}s of the change")
+    return (f'if [ -e {_q(d)}/revert ] && ! [ -e {_q(d)}/confirmed ] && ! [ -e {_q(d)}/reverted ]; '
+            f"then {window} && systemctl stop {unit(token)}.timer; fi")
+
+
 def arm_step(token: str, timeout: int, guard: Guard) -> Step:
     return Step(arm, {"token": token, "timeout": timeout, "guard": guard})
+
+
+def guarded_steps(token: str, timeout: int, guard: Guard, steps: list[Step]) -> list[Step]:
+    """The switch armed, the steps, and the window opened as the last step's command ends.
+
+    A last step of shell commands (the network's activation, which can cut picl off) opens it
+    itself: the node goes on to the next line of a command whether or not picl hears the
+    answer. After any other step (a file, the fstab transaction) it is a step of its own.
+    """
+    window = open_window(token, timeout)
+    if steps and steps[-1].operation is shell and steps[-1].arguments.get("commands"):
+        *before, last = steps[-1].arguments["commands"]
+        # A subshell: the step's status is kept, and an `exit` in it cannot skip the window.
+        ended = f"( {last}\n); status=$?\n{window}\nexit $status"
+        steps = [*steps[:-1], Step(shell, {**steps[-1].arguments, "commands": [*before, ended]})]
+    else:
+        steps = [*steps, Step(shell, {"commands": [window]})]
+    return [arm_step(token, timeout, guard), *steps]
 
 
 def _answer_lines(token: str) -> list[str]:
@@ -180,7 +237,7 @@ def confirm_command(token: str) -> str:
         *_answer_lines(token),
         'touch "$D/confirmed"',
         "sync",
-        f"systemctl stop {unit(token)}.timer 2>/dev/null || true",
+        _stop_timers(token),
         f'echo "{ANSWER} confirmed"',
     ])
 
@@ -190,7 +247,7 @@ def revert_command(token: str, reason: str) -> str:
     d = f"{ROLLBACK}/{token}"
     return "\n".join([
         f"if [ -f {_q(d)}/revert ]; then /bin/sh {_q(d)}/revert {_q(reason)}; "
-        f"systemctl stop {unit(token)}.timer 2>/dev/null || true; fi",
+        f"{_stop_timers(token)}; fi",
         *_answer_lines(token),
         f'echo "{ANSWER} armed"',  # not reached: the revert above ran or found it confirmed
     ])

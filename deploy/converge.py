@@ -375,13 +375,13 @@ def _apply_guarded(node: Node, changes: list[Change], connection: Connection,
     for change in changes:
         guard += change.guard or Guard()
     token = confirm.new_token()
-    steps = [confirm.arm_step(token, timeout, guard), *steps_of(changes)]
+    steps = confirm.guarded_steps(token, timeout, guard, steps_of(changes))
     try:
         apply_node(node, steps, connection)
     except Unreachable:
         raise  # no session: nothing was armed or changed
     except NodeFailure as exc:
-        # The node's timer fires at the latest `timeout` after its steps ended.
+        # The node's window opened as the failed step ended (or its arming timer runs).
         until = time.monotonic() + timeout + REVERT_GRACE
         try:
             answer, lost = _settle(node, connection, confirm.revert_command(token, str(exc)),

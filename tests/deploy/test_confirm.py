@@ -13,7 +13,7 @@ import pytest
 
 from picl.deploy import confirm, ssh_access
 from picl.deploy.changes import Guard
-from picl.deploy.commands import replaced
+from picl.deploy.commands import put, replaced, sh, shell
 from picl.facts.node import Account
 from picl.spec import Cluster
 from tests.deploy.conftest import fresh_node, view
@@ -130,7 +130,9 @@ def test_the_timer_is_armed_after_the_files_are_saved() -> None:
     text = str(command)
     assert text.index("cp -a /etc/fstab") < text.index("nmcli -t device") < text.index(
         "systemd-run")
-    assert "--unit=picl-rollback-abc --on-active=45s" in text
+    # Armed, the timer gives the change itself time to end: the window opens after it.
+    assert f"--unit=picl-rollback-abc --on-active={confirm.change_limit(45)}s" in text
+    assert "the change never ended" in text
     assert f"systemctl enable --quiet {confirm.BOOT_UNIT}" in text
 
 
@@ -172,3 +174,55 @@ def test_the_revert_script_appears_whole_once_the_saved_files_are_on_disk() -> N
     assert text.index("cp -a /etc/fstab") < text.index("\nsync\n") < text.index(revert)
     assert f"> {revert}" not in text and replaced(revert) in text
     assert f"> /etc/systemd/system/{confirm.BOOT_UNIT}" not in text
+
+
+def test_the_window_opens_once_the_change_has_ended(node: Node) -> None:
+    """The window is the node's time to hear from picl after the change, however long the
+    change took (a slow card, an emulated machine): its timer starts only then, and the
+    arming one stops."""
+    path = node.root / "hosts"
+    path.write_text("old\n")
+    node.arm("t6", Guard(files=(str(path),)))
+    node.calls.write_text("")
+    result = node.sh(confirm.open_window("t6", 30))
+    assert result.returncode == 0, result.stderr
+    calls = node.calls.read_text().splitlines()
+    assert calls[0].startswith("systemd-run --quiet --unit=picl-rollback-t6-window "
+                               "--on-active=30s")
+    assert "not confirmed within 30s of the change" in calls[0]
+    assert calls[1:] == ["systemctl stop picl-rollback-t6.timer"]
+    assert answer(node.sh(confirm.confirm_command("t6"))) == confirm.Answer("confirmed")
+    assert ("systemctl stop picl-rollback-t6.timer picl-rollback-t6-window.timer"
+            in node.calls.read_text())
+
+
+@pytest.mark.parametrize("ended", ["confirmed", "reverted"])
+def test_no_window_for_a_switch_that_has_ended(node: Node, ended: str) -> None:
+    node.arm("t7", Guard(files=(str(node.root / "hosts"),)))
+    (node.root / "rollback" / "t7" / ended).write_text("")
+    node.calls.write_text("")
+    assert node.sh(confirm.open_window("t7", 30)).returncode == 0
+    assert node.calls.read_text() == ""
+
+
+def test_a_last_shell_step_opens_the_window_in_its_own_command(node: Node) -> None:
+    """The network's activation can cut picl off: the node opens the window as the command
+    ends, without waiting for picl to send another; the command's status is kept."""
+    first = sh("echo one")
+    last = sh("echo written > step", "exit 3")
+    steps = confirm.guarded_steps("t8", 30, Guard(), [first, last])
+    assert [s.operation for s in steps] == [confirm.arm, shell, shell]
+    assert steps[1] is first
+    *kept, ended = steps[2].arguments["commands"]
+    assert kept == ["echo written > step"]
+    node.arm("t8", Guard(files=(str(node.root / "hosts"),)))
+    node.calls.write_text("")
+    assert node.sh(ended).returncode == 3
+    assert "--unit=picl-rollback-t8-window" in node.calls.read_text()
+
+
+def test_after_any_other_step_the_window_is_a_step_of_its_own() -> None:
+    last = put("/etc/hosts", "127.0.0.1 localhost\n")
+    steps = confirm.guarded_steps("t9", 30, Guard(), [last])
+    assert steps[1] is last
+    assert steps[2].arguments == {"commands": [confirm.open_window("t9", 30)]}
