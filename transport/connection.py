@@ -24,7 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from picl.errors import PiclError
+
 CONTROL_PERSIST = 60  # seconds an idle shared connection stays open (as Ansible's default)
+CONNECT_TIMEOUT_ENV = "PICL_CONNECT_TIMEOUT"
+CONNECT_TIMEOUT = 10  # seconds a node may take to answer a new SSH connection
 # A shared connection to a node that lost power is given up after 3 unanswered 5 s probes.
 ALIVE = ("-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3")
 # sun_path holds 107 bytes; ssh binds `DIR/<%C: 40 hex digits>.<16 random>` and renames it.
@@ -100,7 +104,7 @@ class Connection:
     user: str = "root"
     key: Path | None = None
     known_hosts: Path | None = None  # instead of the user's own (PICL_KNOWN_HOSTS)
-    connect_timeout: int = 10
+    connect_timeout: int = CONNECT_TIMEOUT  # PICL_CONNECT_TIMEOUT
     control: Path | None = None  # directory of shared connections' sockets; None: not shared
     persist: int = CONTROL_PERSIST  # seconds an idle shared connection stays open
     global_known_hosts: tuple[Path, ...] = GLOBAL_KNOWN_HOSTS  # PICL_GLOBAL_KNOWN_HOSTS
@@ -116,6 +120,7 @@ class Connection:
             key=Path(key) if key else None,
             known_hosts=Path(known_hosts) if known_hosts else None,
             control=control_dir(env),
+            connect_timeout=connect_timeout(env),
             global_known_hosts=tuple(Path(p) for p in global_known_hosts.split())
             if global_known_hosts else GLOBAL_KNOWN_HOSTS,
         )
@@ -188,3 +193,13 @@ class Connection:
             # The given key only: an agent's or ~/.ssh's keys would make runs differ by who runs.
             data.update(ssh_key=str(self.key), ssh_allow_agent=False, ssh_look_for_keys=False)
         return data
+
+
+def connect_timeout(env: Mapping[str, str]) -> int:
+    """Seconds a node may take to answer a new SSH connection: $PICL_CONNECT_TIMEOUT or 10."""
+    value = env.get(CONNECT_TIMEOUT_ENV, "").strip()
+    if not value:
+        return CONNECT_TIMEOUT
+    if not value.isdigit() or not 1 <= int(value) <= 3600:
+        raise PiclError(f"{CONNECT_TIMEOUT_ENV}={value!r}: give whole seconds, 1 to 3600")
+    return int(value)

@@ -32,6 +32,12 @@ Host *
 # Seconds an SSH connection may take to be answered: an emulated VM on a busy machine took 112 s
 # to answer one; polled every few seconds, its sshd drowns in connections it has not answered.
 VM_PATIENCE = 150
+# What picl allows a lab with VM nodes, unless told otherwise: a new SSH connection answered
+# within VM_PATIENCE, and a window to confirm a risky change in that holds one.
+VM_DEFAULTS = {
+    "PICL_CONNECT_TIMEOUT": str(VM_PATIENCE),
+    "PICL_CONFIRM_TIMEOUT": str(2 * VM_PATIENCE),
+}
 CONTROL = Path("/run/picl/lab")  # under it, each lab's shared SSH connections
 # `ssh` and `scp` found first on PATH inside the lab, so that `ssh ADDRESS` and
 # `git push ssh://root@ADDRESS/...` use the lab's key and known_hosts without options.
@@ -101,6 +107,9 @@ def environment(lab: Blueprint) -> dict[str, str]:
         PICL_SSH_CONTROL=str(control_dir(lab.name)),
         PATH=f"{bin_dir(lab)}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
     )
+    if any(n.vm for n in lab.nodes):
+        for name, value in VM_DEFAULTS.items():
+            env.setdefault(name, value)
     env.pop("GIT_SSH_COMMAND", None)  # would bypass the wrapper
     env.pop("GIT_SSH", None)
     return env

@@ -51,9 +51,11 @@ def mount(node: str, what: str, where: str, kind: str, options: str = "defaults,
 class Risky:
     """Write specs for the lab, run picl on them, and reboot its nodes."""
 
-    def __init__(self, lab: Lab, root: Path):
+    def __init__(self, lab: Lab, root: Path, confirm_timeout: str | None = CONFIRM_TIMEOUT):
+        """`confirm_timeout` None: the lab's default (VM nodes are given longer)."""
         self.lab = lab
         self.root = root
+        self.confirm_timeout = confirm_timeout
         self.secrets = root / "secrets.toml"
         self.secrets.write_text(f'wifi_psk = "{PSK}"\n')
         self.secrets.chmod(0o600)
@@ -70,8 +72,11 @@ class Risky:
 
     def environ(self, spec: Path) -> dict[str, str]:
         env = dict(os.environ, PICL_SPEC=str(spec), PICL_LAB_NAME=self.lab.name,
-                   PICL_CONFIRM_TIMEOUT=CONFIRM_TIMEOUT, PICL_LOCK_DIR=str(self.root / "lock"))
+                   PICL_LOCK_DIR=str(self.root / "lock"))
         env.pop("PICL_IN_LAB", None)
+        env.pop("PICL_CONFIRM_TIMEOUT", None)
+        if self.confirm_timeout:
+            env["PICL_CONFIRM_TIMEOUT"] = self.confirm_timeout
         return env
 
     def argv(self, *args: str) -> list[str]:

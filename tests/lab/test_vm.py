@@ -143,3 +143,28 @@ def test_a_disk_of_no_overlay_stands_on_nothing(tmp_path: Path) -> None:
     raw.write_bytes(b"\0" * 64)
     assert image.backing_file(raw) is None
     assert image.backing_file(tmp_path / "absent.qcow2") is None
+
+
+def test_picl_in_a_lab_of_vms_waits_as_long_as_they_take(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new SSH connection to an emulated VM may take minutes to be answered: picl's
+    connections, and the window to confirm a risky change in, allow for it by default."""
+    for name in ssh.VM_DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    env = ssh.environment(built("node1"))
+    assert int(env["PICL_CONNECT_TIMEOUT"]) >= ssh.VM_PATIENCE
+    assert int(env["PICL_CONFIRM_TIMEOUT"]) > ssh.VM_PATIENCE
+    containers = ssh.environment(built())
+    assert not set(ssh.VM_DEFAULTS) & set(containers)
+    monkeypatch.setenv("PICL_CONFIRM_TIMEOUT", "20")  # what the person asked for wins
+    assert ssh.environment(built("node1"))["PICL_CONFIRM_TIMEOUT"] == "20"
+
+
+def test_a_vm_gives_its_network_and_sshd_all_the_time_they_take_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(blueprint, "STATE", tmp_path)
+    node = built("node1").node("node1")
+    vm.allow_slow_start(node)
+    for unit in ("NetworkManager.service", "ssh.service", "dhcpcd.service"):
+        text = (node.root / f"etc/systemd/system/{unit}.d/picl-lab.conf").read_text()
+        assert "[Service]\nTimeoutStartSec=infinity\n" in text

@@ -4,12 +4,14 @@ then read back by OpenSSH itself (`ssh -G`, no connection made) and by paramiko'
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 from pathlib import Path
 
 import paramiko
 import pytest
 
+from picl.errors import PiclError
 from picl.transport.connection import GLOBAL_KNOWN_HOSTS, Connection, for_paramiko
 
 HOME = Path.home()
@@ -143,3 +145,20 @@ def test_a_shared_connection_stays_open_as_long_as_asked(tmp_path: Path) -> None
     assert "ControlPersist=86460" in Connection(control=control, persist=86460).ssh_options(
         shared=True)
     assert not any(o.startswith("Control") for o in Connection(control=control).ssh_options())
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, 10), ("", 10), ("150", 150), (" 30 ", 30)]
+)  # fmt: skip
+def test_how_long_a_node_may_take_to_answer(value: str | None, expected: int) -> None:
+    environ = {} if value is None else {"PICL_CONNECT_TIMEOUT": value}
+    connection = Connection.from_environ(environ)
+    assert connection.connect_timeout == expected
+    kwargs = connection.pyinfra_data(Path("/dev/null"))["ssh_paramiko_connect_kwargs"]
+    assert kwargs == {"timeout": expected, "banner_timeout": expected, "auth_timeout": expected}
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1.5", "10s", "3601"])
+def test_a_connect_timeout_that_is_no_whole_seconds_is_refused(value: str) -> None:
+    with pytest.raises(PiclError, match=rf"PICL_CONNECT_TIMEOUT='{re.escape(value)}': give whole"):
+        Connection.from_environ({"PICL_CONNECT_TIMEOUT": value})
