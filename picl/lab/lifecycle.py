@@ -280,6 +280,7 @@ def _provision_vm(lab: Blueprint, n: NodeBlueprint, public_key: str, powered: bo
     with vm.opened(n) as root:
         node.provision(lab, n, public_key)
         vm.name_interface(lab, n)
+        vm.allow_slow_start(n)
         vm.keep_host_key(n, root / f"{node.HOST_KEY}.pub")
 
 

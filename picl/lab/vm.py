@@ -55,6 +55,16 @@ MACAddress={mac}
 Name={interface}
 """
 
+# What the node needs to be reached (its network, sshd) may take as long as it takes to start:
+# emulated on a loaded machine, a start is several times slower, and at systemd's 90 s the unit
+# would fail and leave the node unreachable until someone reboots it.
+SLOW_START_UNITS = ("NetworkManager.service", "dhcpcd.service", "ssh.service")
+SLOW_START = """\
+# picl lab: an emulated machine is slow, not broken.
+[Service]
+TimeoutStartSec=infinity
+"""
+
 
 def disk(node: NodeBlueprint) -> Path:
     return node.dir / DISK
@@ -139,6 +149,12 @@ def name_interface(lab: Blueprint, node: NodeBlueprint) -> None:
     if not link.exists() or link.read_text() != text:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.write_text(text)
+
+
+def allow_slow_start(node: NodeBlueprint) -> None:
+    """The node's network and sshd may take as long as they need to start (on its disk)."""
+    for unit in SLOW_START_UNITS:
+        image.drop_in(node.root, unit, SLOW_START)
 
 
 def accel() -> str:
