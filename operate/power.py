@@ -25,7 +25,7 @@ from picl.transport.remote import Reply, as_root, ask
 
 BOOT_TIMEOUT = 300.0  # a Pi boots in about a minute; a slow SD card or fsck can take more
 HALT_TIMEOUT = 180.0  # systemd gives a stuck service 90s before it kills it, then halts
-PROBE_TIMEOUT = 10.0  # one look at a node, connection included
+PROBE_TIMEOUT = 10.0  # one look at a node, connection included (see probe_timeout)
 POLL = 1.0  # seconds between looks
 BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
 
@@ -87,12 +87,17 @@ def silent(node: Node) -> bool:
     return not port_open(address) and not answers_ping(address)
 
 
+def probe_timeout(connection: Connection) -> float:
+    """One look at a node: never shorter than its connection may take (PICL_CONNECT_TIMEOUT)."""
+    return max(PROBE_TIMEOUT, float(connection.connect_timeout))
+
+
 def boot_ids(
-    nodes: list[Node], connection: Connection, timeout: float = PROBE_TIMEOUT
+    nodes: list[Node], connection: Connection, timeout: float | None = None
 ) -> dict[str, Reply]:
     """Each node's answer to "which boot is this?": the boot id on stdout when it answers."""
     commands = {n.name: (str(n.address), BOOT_ID) for n in nodes}
-    with closing(ask(commands, connection, timeout)) as replies:
+    with closing(ask(commands, connection, timeout or probe_timeout(connection))) as replies:
         return {r.node: r for r in replies}
 
 
@@ -119,7 +124,7 @@ def _ask(
     """Ask each node to reboot or power off: when, in `asked`; a node that refused says why."""
     # Powering off needs root: logged in as someone else, sudo without a password or nothing.
     commands = {n.name: (str(n.address), as_root(f"systemctl {verb}")) for n in nodes}
-    with closing(ask(commands, connection, PROBE_TIMEOUT)) as replies:
+    with closing(ask(commands, connection, probe_timeout(connection))) as replies:
         for reply in replies:
             # 255: ssh lost the connection as the node went down, which is what was asked.
             if reply.status is None or reply.status in (0, 255):

@@ -45,3 +45,11 @@ def test_picl_knows_the_node_it_runs_on_by_its_address() -> None:
     # Binding a socket sends nothing: it only asks whether the address is this machine's.
     assert power.is_this_machine(Node(name="here", address="127.0.0.1"))
     assert not power.is_this_machine(Node(name="elsewhere", address="192.0.2.1"))
+
+
+@pytest.mark.parametrize(("connect", "expected"), [(10, 10.0), (3, 10.0), (150, 150.0)])
+def test_a_look_at_a_node_allows_its_connection(connect: int, expected: float) -> None:
+    """A node that takes long to answer SSH (an emulated VM) is not taken for one that is off."""
+    from picl.transport.connection import Connection
+
+    assert power.probe_timeout(Connection(connect_timeout=connect)) == expected
