@@ -455,7 +455,7 @@ def _slurm_state(node: str, states: dict[str, tuple[str, str]], why: str) -> Che
 
 
 def check(
-    cluster: Cluster, connection: Connection, timeout: float = CHECK_TIMEOUT
+    cluster: Cluster, connection: Connection, timeout: float | None = None
 ) -> Generator[NodeHealth, None, None]:
     """`picl check`: every node's health, as each answers (with [mpi] or [slurm]: once their
     jobs on the primary ended)."""
@@ -470,7 +470,8 @@ def check(
         commands[SLURM_JOB] = (primary, as_user(name, slurm_job(cluster), SLURM_TIMEOUT))
     held: list[NodeHealth] = []
     more: dict[str, list[Check]] = {}
-    for reply in ask(commands, connection, max(timeout, MPI_TIMEOUT, SLURM_TIMEOUT)):
+    waits = max(timeout or CHECK_TIMEOUT, MPI_TIMEOUT, SLURM_TIMEOUT)
+    for reply in ask(commands, connection, connection.allowing(waits)):
         if reply.node == MPI_JOB:
             for node, found in judge_mpi(reply, cluster).items():
                 more.setdefault(node, []).insert(0, found)

@@ -125,6 +125,11 @@ class Connection:
             if global_known_hosts else GLOBAL_KNOWN_HOSTS,
         )
 
+    def allowing(self, seconds: float) -> float:
+        """`seconds`, allowed for a command over a connection that takes the usual time, plus
+        what this one may take beyond it (PICL_CONNECT_TIMEOUT above 10)."""
+        return seconds + max(0, self.connect_timeout - CONNECT_TIMEOUT)
+
     def known_hosts_files(self) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
         """The files a node's host key is checked against, by plan and apply alike: (the
         user's, the system's), each in OpenSSH's order."""

@@ -53,3 +53,4 @@ def test_a_look_at_a_node_allows_its_connection(connect: int, expected: float) -
     from picl.transport.connection import Connection
 
     assert power.probe_timeout(Connection(connect_timeout=connect)) == expected
+    assert Connection(connect_timeout=connect).allowing(30) == expected + 20
