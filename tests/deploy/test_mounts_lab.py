@@ -217,3 +217,25 @@ def test_the_plan_is_empty_after_a_good_apply(risky: Risky) -> None:
     result = risky.picl(spec, "plan", "--detailed-exitcode")
     assert result.returncode == 0, result.stdout + result.stderr
 
+
+
+# A mount helper slower than the whole window to confirm in, that then mounts for real.
+SLOWER_HELPER = ("printf '#!/bin/sh\\nsleep 15\\nexec mount -i -t tmpfs -o size=1m slower \"$2\"\\n'"
+                 " > /sbin/mount.slower && chmod +x /sbin/mount.slower")
+SLOWER = mount("node2", "slower", "/slower", "slower", "defaults,nofail")
+
+
+def test_a_change_slower_than_the_window_is_confirmed(risky: Risky) -> None:
+    """The window opens as the change ends: a mount taking 15 s of a 10 s window is confirmed
+    (a slow SD card, an emulated machine). Opened when the switch was armed, it expired
+    mid-mount and the node undid a change that was going well."""
+    lab = risky.lab
+    lab.ssh("node2", SLOWER_HELPER)
+    result = risky.apply(risky.spec(SHARE + SCRATCH + SLOWER), "node2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lab.ssh("node2", "findmnt -n -o FSTYPE --mountpoint /slower").stdout == "tmpfs\n"
+    risky.reboot("node2")
+    lab.ssh("node2", "systemctl is-system-running --wait", check=False)  # the mount's 15 s
+    assert lab.ssh("node2", "findmnt -n -o FSTYPE --mountpoint /slower").stdout == "tmpfs\n"
+    assert risky.apply(risky.spec(SHARE + SCRATCH), "node2").returncode == 0
+    lab.ssh("node2", "rm -f /sbin/mount.slower")
