@@ -201,18 +201,20 @@ def arm_step(token: str, timeout: int, guard: Guard) -> Step:
 
 
 def guarded_steps(token: str, timeout: int, guard: Guard, steps: list[Step]) -> list[Step]:
-    """The switch armed, the steps, and the window opened as the last step's command ends.
+    """The switch armed, the steps, and the window opened as the last step ends.
 
-    A last step of shell commands (the network's activation, which can cut picl off) opens it
-    itself: the node goes on to the next line of a command whether or not picl hears the
-    answer. After any other step (a file, the fstab transaction) it is a step of its own.
+    A last step of shell commands (the network's activation, which can cut picl off) runs as
+    one command that opens the window itself: the node goes on to its next line whether or
+    not picl hears the answer, where picl would never send a next command. After any other
+    step (a file, the fstab transaction) the window is a step of its own.
     """
     window = open_window(token, timeout)
     if steps and steps[-1].operation is shell and steps[-1].arguments.get("commands"):
-        *before, last = steps[-1].arguments["commands"]
-        # A subshell: the step's status is kept, and an `exit` in it cannot skip the window.
-        ended = f"( {last}\n); status=$?\n{window}\nexit $status"
-        steps = [*steps[:-1], Step(shell, {**steps[-1].arguments, "commands": [*before, ended]})]
+        # Subshells: the first that fails stops the rest, its status is the step's, and an
+        # `exit` in one cannot skip the window.
+        chained = " && ".join(f"( {c}\n)" for c in steps[-1].arguments["commands"])
+        ended = f"{chained}\nstatus=$?\n{window}\nexit $status"
+        steps = [*steps[:-1], Step(shell, {**steps[-1].arguments, "commands": [ended]})]
     else:
         steps = [*steps, Step(shell, {"commands": [window]})]
     return [arm_step(token, timeout, guard), *steps]

@@ -205,19 +205,29 @@ def test_no_window_for_a_switch_that_has_ended(node: Node, ended: str) -> None:
     assert node.calls.read_text() == ""
 
 
-def test_a_last_shell_step_opens_the_window_in_its_own_command(node: Node) -> None:
-    """The network's activation can cut picl off: the node opens the window as the command
-    ends, without waiting for picl to send another; the command's status is kept."""
+@pytest.mark.parametrize(
+    ("commands", "status", "ran"),
+    [
+        (["echo a >> ran", "echo b >> ran"], 0, "a\nb\n"),
+        (["echo a >> ran", "exit 3", "echo c >> ran"], 3, "a\n"),  # the first failure stops
+        (["false", "echo b >> ran"], 1, ""),
+    ],
+)  # fmt: skip
+def test_a_last_shell_step_is_one_command_that_opens_the_window(
+    node: Node, commands: list[str], status: int, ran: str
+) -> None:
+    """The network's activation can cut picl off after its first command: picl would never
+    send the next one. As one command, the node runs it to the end and opens the window
+    itself, whether or not picl hears; its commands and their status are kept."""
     first = sh("echo one")
-    last = sh("echo written > step", "exit 3")
-    steps = confirm.guarded_steps("t8", 30, Guard(), [first, last])
+    steps = confirm.guarded_steps("t8", 30, Guard(), [first, sh(*commands)])
     assert [s.operation for s in steps] == [confirm.arm, shell, shell]
     assert steps[1] is first
-    *kept, ended = steps[2].arguments["commands"]
-    assert kept == ["echo written > step"]
+    (whole,) = steps[2].arguments["commands"]
     node.arm("t8", Guard(files=(str(node.root / "hosts"),)))
     node.calls.write_text("")
-    assert node.sh(ended).returncode == 3
+    assert node.sh(whole).returncode == status
+    assert ((node.root / "ran").read_text() if ran else "") == ran
     assert "--unit=picl-rollback-t8-window" in node.calls.read_text()
 
 
