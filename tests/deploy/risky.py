@@ -113,12 +113,18 @@ class Risky:
         self.lab.ssh(node, "systemctl reboot", check=False, timeout=30)
         self.wait_booted(node, before)
 
-    def wait_booted(self, node: str, old_boot: str, timeout: float = 180) -> None:
+    def wait_booted(self, node: str, old_boot: str, timeout: float = 180,
+                    attempt: float = 30) -> None:
+        """Wait until the node answers SSH on a new boot; `attempt`: seconds one SSH may take
+        (an emulated VM may take minutes to answer)."""
         deadline = time.monotonic() + timeout
         while True:
-            answer = self.lab.ssh(node, "cat /proc/sys/kernel/random/boot_id", check=False,
-                                  timeout=30)
-            if answer.returncode == 0 and answer.stdout.strip() != old_boot:
+            try:
+                answer = self.lab.ssh(node, "cat /proc/sys/kernel/random/boot_id", check=False,
+                                      timeout=attempt)
+            except subprocess.TimeoutExpired:
+                answer = None
+            if answer and answer.returncode == 0 and answer.stdout.strip() != old_boot:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"{node} did not come back within {timeout:.0f}s")

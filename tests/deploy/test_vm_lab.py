@@ -16,13 +16,15 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
 
-from picl.lab import Cards
+from picl.lab import Cards, ssh
 from tests.conftest import Lab, running_lab, session_lab_name
 from tests.deploy.risky import Risky, mount, picl_lab
 
@@ -62,8 +64,9 @@ def shared_spec(risky: Risky, extra: str = "") -> Path:
 def reboot(risky: Risky, node: str) -> None:
     """Reboot a VM node; return once it has booted again and answers SSH."""
     before = risky.boot_id(node)
-    risky.lab.ssh(node, "systemctl reboot", check=False, timeout=60)
-    risky.wait_booted(node, before, timeout=BOOT)
+    with suppress(subprocess.TimeoutExpired):  # it may go down before it answers
+        risky.lab.ssh(node, "systemctl reboot", check=False, timeout=ssh.VM_PATIENCE)
+    risky.wait_booted(node, before, timeout=BOOT, attempt=ssh.VM_PATIENCE + 30)
 
 
 def booted_state(risky: Risky, node: str) -> str:
@@ -157,13 +160,15 @@ def test_the_same_line_by_hand_hangs_the_boot_in_emergency_mode(vms: Risky) -> N
     console = lab.blueprint.node("node1").dir / "console.log"
     lab.ssh("node1", f"echo '{BAD_LINE}' >> /etc/fstab")
     seen = console.stat().st_size
-    lab.ssh("node1", "systemctl reboot", check=False, timeout=30)
+    with suppress(subprocess.TimeoutExpired):
+        lab.ssh("node1", "systemctl reboot", check=False, timeout=ssh.VM_PATIENCE)
     deadline = time.monotonic() + BOOT
     while "You are in emergency mode" not in console.read_bytes()[seen:].decode(errors="replace"):
         assert time.monotonic() < deadline, "node1 never reached emergency mode"
         time.sleep(5)
     assert "dev-vdz.device" in console.read_bytes()[seen:].decode(errors="replace")
-    assert lab.ssh("node1", "true", check=False, timeout=30).returncode != 0
+    with suppress(subprocess.TimeoutExpired):  # no answer at all is the same finding
+        assert lab.ssh("node1", "true", check=False, timeout=ssh.VM_PATIENCE + 30).returncode != 0
     assert "You are in emergency mode" in picl_lab(lab, "lab", "console", "node1").stdout
 
 
@@ -208,7 +213,7 @@ def test_up_after_the_host_rebooted_brings_the_lab_back(vms: Risky) -> None:
     labs.up(load(spec), name, cards=Cards(vm=True), spec=spec, timeout=BOOT)
     for node in NODES:
         assert booted_state(vms, node) in ("running", "degraded")
-    assert vms.lab.ssh("node1", "cat /shared/from-node0").stdout == "from node0\n"
+    assert vms.lab.ssh("node1", "cat /shared/from-node0", timeout=BOOT).stdout == "from node0\n"
 
 
 def test_down_leaves_no_vm_tap_disk_or_mount(vms: Risky) -> None:
