@@ -190,8 +190,11 @@ def test_ctrl_c_stops_a_run_with_130_and_leaves_no_ssh_behind(day: Day) -> None:
     # The run's timeout far beyond the wait below: on a loaded machine, looking at three nodes
     # takes seconds, and a run that timed out would not be one that Ctrl-C stopped.
     argv, env = day.command("run", "--timeout", "120", "--", sleep)
+    # SIGINT as a terminal's foreground job has it: a suite started in the background (`make
+    # test &`, as CI may) passes it on ignored, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # until the command runs on every node
