@@ -202,9 +202,15 @@ class Connection:
 
 def connect_timeout(env: Mapping[str, str]) -> int:
     """Seconds a node may take to answer a new SSH connection: $PICL_CONNECT_TIMEOUT or 10."""
-    value = env.get(CONNECT_TIMEOUT_ENV, "").strip()
+    return seconds_setting(env, CONNECT_TIMEOUT_ENV, CONNECT_TIMEOUT, lowest=1)
+
+
+def seconds_setting(env: Mapping[str, str], name: str, default: int, lowest: int) -> int:
+    """A setting in whole seconds from the environment (`lowest` to an hour), else `default`;
+    a clear error naming the variable for anything else."""
+    value = env.get(name, "").strip()
     if not value:
-        return CONNECT_TIMEOUT
-    if not value.isdigit() or not 1 <= int(value) <= 3600:
-        raise PiclError(f"{CONNECT_TIMEOUT_ENV}={value!r}: give whole seconds, 1 to 3600")
+        return default
+    if not value.isdigit() or not lowest <= int(value) <= 3600:
+        raise PiclError(f"{name}={value!r}: give whole seconds, {lowest} to 3600")
     return int(value)

@@ -20,7 +20,7 @@ from picl.deploy.lock import Holder, LockHeld, as_duration, converging
 from picl.errors import PiclError
 from picl.exit import ExitStatus
 from picl.spec.checks import duration_seconds
-from picl.transport.connection import Connection
+from picl.transport.connection import Connection, seconds_setting
 
 if TYPE_CHECKING:  # pyinfra loads only when a command needs it: `picl --help` stays fast
     from picl.deploy.converge import Outcome, Target
@@ -65,12 +65,7 @@ def target(env: Env, nodes: tuple[str, ...]) -> Target:
 
 def confirm_timeout() -> int:
     """Seconds a node waits for picl to confirm a risky change: $PICL_CONFIRM_TIMEOUT or 60."""
-    value = os.environ.get(CONFIRM_TIMEOUT_ENV, "").strip()
-    if not value:
-        return DEFAULT_CONFIRM_TIMEOUT
-    if not value.isdigit() or not 10 <= int(value) <= 3600:
-        raise PiclError(f"{CONFIRM_TIMEOUT_ENV}={value!r}: give whole seconds, 10 to 3600")
-    return int(value)
+    return seconds_setting(os.environ, CONFIRM_TIMEOUT_ENV, DEFAULT_CONFIRM_TIMEOUT, lowest=10)
 
 
 def lock_timeout(ctx: click.Context, param: click.Parameter, value: str) -> int:
