@@ -329,10 +329,10 @@ def _munge_key(view: NodeView) -> list[Change]:
 # -- the whole concern ----------------------------------------------------------------------
 
 
-def _files(view: NodeView) -> dict[str, str | None]:
-    """Every file picl owns here -> its content (None: must not exist)."""
+def _files(view: NodeView, found: dict[str, Hardware | None]) -> dict[str, str | None]:
+    """Every file picl owns here -> its content (None: must not exist); `found`: each node's
+    hardware, as read."""
     cluster, node = view.cluster, view.node
-    found = {name: hardware(o) for name, o in view.shared.observed.items()}
     head = view.shared.observed.get(controller(cluster).name)
     before = (head.file(SLURM_CONF) if head else None) or ""
     versions = view.observed.versions
@@ -352,17 +352,20 @@ def partition_only(before: str | None, after: str) -> bool:
     return before is not None and rest(before) == rest(after)
 
 
-def _restart(daemons: list[str], reread: bool = False) -> Step:
+def _restart(daemons: list[str], reread: bool = False, start_munge: bool = False) -> Step:
     """The daemons enabled for the next boot, and made to read their configuration.
 
     slurmctld restarts: Slurm 22.05's reconfigure (SIGHUP) kept a partition's old MaxTime and
     MaxCPUsPerNode on the lab; it reads its jobs back from its state directory. slurmd, which
     holds no partition, only re-reads its file when nothing else changed (`reread`), so the
     job steps it watches never see it go; else it restarts (Debian's unit leaves them running).
+    `start_munge`: munged is down (an unchanged key restarts nothing), and no daemon works
+    without it.
     """
     daemon = [command("systemctl", "reload-or-restart" if reread else "restart", DAEMON)] \
         if DAEMON in daemons else []
     return sh(command("systemctl", "enable", "--quiet", MUNGE, *daemons),
+              *([command("systemctl", "start", MUNGE)] if start_munge else []),
               *([command("systemctl", "restart", CONTROLLER)] if CONTROLLER in daemons else []),
               *daemon)
 
@@ -373,13 +376,14 @@ def changes(view: NodeView) -> list[Change]:
     if not takes_part(cluster, node):
         return []
     shared = view.shared.observed
+    found = {name: hardware(o) for name, o in shared.items()}
     why = version_mix(cluster, {name: o.versions for name, o in shared.items()}) or \
-        slots_beyond(cluster, {name: hardware(o) for name, o in shared.items()})
+        slots_beyond(cluster, found)
     if why:
         return [Change("slurm", "update", blocked=why)]
     files: list[Change] = []
     reread = True
-    for path, text in _files(view).items():
+    for path, text in _files(view, found).items():
         current = view.observed.file(path)
         if current == text or (text is None and not (current or "").startswith(HEADER)):
             continue  # a cgroup.conf of someone else's is left alone
@@ -394,10 +398,11 @@ def changes(view: NodeView) -> list[Change]:
     daemons = [d for d in (CONTROLLER, DAEMON) if d in roles(cluster, node)]
     down = [u for u in (MUNGE, *daemons)
             if view.observed.units.get(u, ("absent", "absent")) != ("enabled", "active")]
+    munge_down = MUNGE in down
     if files:  # once the files are in place, the daemons read them
-        files[-1] = dataclasses.replace(files[-1],
-                                        steps=(*files[-1].steps, _restart(daemons, reread)))
+        restart = _restart(daemons, reread, munge_down)
+        files[-1] = dataclasses.replace(files[-1], steps=(*files[-1].steps, restart))
     elif down:
         files.append(Change("slurm daemons", "update", (Attribute("running", None, down),),
-                            steps=(_restart(daemons),)))
+                            steps=(_restart(daemons, start_munge=munge_down),)))
     return _munge_key(view) + files

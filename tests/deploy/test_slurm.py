@@ -328,6 +328,21 @@ def test_a_changed_slurm_conf_restarts_slurmctld_and_slurmd_rereads_a_partition(
         f"systemctl {slurmd} slurmd"]
 
 
+def test_munge_down_is_started_with_the_daemons_a_changed_slurm_conf_restarts(
+        tmp_path: Path) -> None:
+    """munge is restarted by a new key only: down with the key unchanged, the restart that
+    follows a new slurm.conf starts it, or every slurmd restarted fails to authenticate."""
+    states = converged(spec(tmp_path), everyone())
+    states["node1"].units["munge"] = ("enabled", "inactive")
+    steps = plan(spec(tmp_path, 'max_time = "2h"'), "node1", states)[
+        f"slurm {slurm.SLURM_CONF}"].steps
+    assert steps[-1].arguments["commands"] == [
+        "systemctl enable --quiet munge slurmd", "systemctl start munge",
+        "systemctl reload-or-restart slurmd"]
+    (change,) = plan(spec(tmp_path), "node1", states).values()  # nothing else to do
+    assert change.steps[0].arguments["commands"][:2] == [
+        "systemctl enable --quiet munge slurmd", "systemctl start munge"]
+
 def test_a_partition_change_alone_is_one_partition_line() -> None:
     conf = "A=1\nNodeName=node1 CPUs=4\nPartitionName=main Nodes=node1 State=UP\n"
     assert slurm.partition_only(conf, conf.replace("State=UP", "MaxCPUsPerNode=1 State=UP"))
