@@ -192,13 +192,19 @@ def check_placement(data: dict[str, Any]) -> Iterator[Finding]:
                     break
 
 
+def _computing_nodes(data: dict[str, Any], section: str) -> Iterator[Finding]:
+    """A section's `nodes` (the computing nodes, default all) are nodes of the spec, one at
+    least."""
+    table = data.get(section)
+    if isinstance(table, dict):
+        yield from _names_nodes((section, "nodes"), table.get("nodes", "all"), _node_names(data))
+        if table.get("nodes") == []:
+            yield (section, "nodes"), 'no computing node: name at least one, or "all"'
+
+
 def check_mpi(data: dict[str, Any]) -> Iterator[Finding]:
     """[mpi]'s computing nodes are nodes of the spec."""
-    mpi = data.get("mpi")
-    if isinstance(mpi, dict):
-        yield from _names_nodes(("mpi", "nodes"), mpi.get("nodes", "all"), _node_names(data))
-        if mpi.get("nodes") == []:
-            yield ("mpi", "nodes"), 'no computing node: name at least one, or "all"'
+    yield from _computing_nodes(data, "mpi")
 
 
 def check_slurm(data: dict[str, Any]) -> Iterator[Finding]:
@@ -207,11 +213,8 @@ def check_slurm(data: dict[str, Any]) -> Iterator[Finding]:
     slurm = data.get("slurm")
     if not isinstance(slurm, dict):
         return
-    nodes = _node_names(data)
-    yield from _names_nodes(("slurm", "controller"), slurm.get("controller"), nodes)
-    yield from _names_nodes(("slurm", "nodes"), slurm.get("nodes", "all"), nodes)
-    if slurm.get("nodes") == []:
-        yield ("slurm", "nodes"), 'no computing node: name at least one, or "all"'
+    yield from _names_nodes(("slurm", "controller"), slurm.get("controller"), _node_names(data))
+    yield from _computing_nodes(data, "slurm")
     time = data.get("time")
     if not isinstance(time, dict):
         yield ("slurm",), ("Slurm needs the cluster's one clock (munge refuses credentials "
