@@ -231,11 +231,13 @@ def test_a_change_slower_than_the_window_is_confirmed(risky: Risky) -> None:
     mid-mount and the node undid a change that was going well."""
     lab = risky.lab
     lab.ssh("node2", SLOWER_HELPER)
-    result = risky.apply(risky.spec(SHARE + SCRATCH + SLOWER), "node2")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert lab.ssh("node2", "findmnt -n -o FSTYPE --mountpoint /slower").stdout == "tmpfs\n"
-    risky.reboot("node2")
-    lab.ssh("node2", "systemctl is-system-running --wait", check=False)  # the mount's 15 s
-    assert lab.ssh("node2", "findmnt -n -o FSTYPE --mountpoint /slower").stdout == "tmpfs\n"
-    assert risky.apply(risky.spec(SHARE + SCRATCH), "node2").returncode == 0
-    lab.ssh("node2", "rm -f /sbin/mount.slower")
+    try:
+        result = risky.apply(risky.spec(SHARE + SCRATCH + SLOWER), "node2")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert lab.ssh("node2", "findmnt -n -o FSTYPE --mountpoint /slower").stdout == "tmpfs\n"
+        risky.reboot("node2")
+        lab.ssh("node2", "systemctl is-system-running --wait", check=False)  # the mount's 15 s
+        assert lab.ssh("node2", "findmnt -n -o FSTYPE --mountpoint /slower").stdout == "tmpfs\n"
+    finally:  # the module's later tests start from the reference mounts
+        assert risky.apply(risky.spec(SHARE + SCRATCH), "node2").returncode == 0
+        lab.ssh("node2", "rm -f /sbin/mount.slower")
