@@ -92,6 +92,11 @@ def probe_timeout(connection: Connection) -> float:
     return connection.allowing(PROBE_TIMEOUT)
 
 
+def boot_timeout(connection: Connection) -> float:
+    """How long a rebooted node may take to answer SSH again."""
+    return connection.allowing(BOOT_TIMEOUT)
+
+
 def boot_ids(
     nodes: list[Node], connection: Connection, timeout: float | None = None
 ) -> dict[str, Reply]:
@@ -162,13 +167,15 @@ def _left_running(nodes: list[Node], why: str) -> Iterator[PowerEvent]:
 
 
 def reboot(
-    cluster: Cluster, nodes: list[Node], connection: Connection, timeout: float = BOOT_TIMEOUT
+    cluster: Cluster, nodes: list[Node], connection: Connection, timeout: float | None = None
 ) -> Generator[PowerEvent, None, None]:
     """Reboot the nodes: the workers, then, once they are all back, the primary.
 
     A node is back when it answers SSH on a new boot id. Waiting for the workers to be back,
-    not only down, means none is still unmounting its share when the primary goes.
+    not only down, means none is still unmounting its share when the primary goes. A node
+    whose SSH is slow to answer (PICL_CONNECT_TIMEOUT) is as slow to boot: the wait allows it.
     """
+    timeout = boot_timeout(connection) if timeout is None else timeout
     before = boot_ids(nodes, connection)
     reachable = []
     for node in nodes:

@@ -87,8 +87,8 @@ def reboot_command(env: Env, nodes: tuple[str, ...], yes: bool) -> int:
 
     The workers go first; the primary reboots once they are all back, so no worker unmounts
     its NFS share from a server that is already gone. A node is back when it answers SSH on a
-    new boot; one that is not back within 5 minutes is a failure, and the primary is then left
-    running.
+    new boot; one that is not back within 5 minutes (more where PICL_CONNECT_TIMEOUT allows a
+    slow connection) is a failure, and the primary is then left running.
     """
     targets = selected_nodes(env, nodes)
     workers, primary = split(env.spec, targets)

@@ -54,3 +54,4 @@ def test_a_look_at_a_node_allows_its_connection(connect: int, expected: float) -
 
     assert power.probe_timeout(Connection(connect_timeout=connect)) == expected
     assert Connection(connect_timeout=connect).allowing(30) == expected + 20
+    assert power.boot_timeout(Connection(connect_timeout=connect)) == expected + 290
