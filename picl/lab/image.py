@@ -379,11 +379,16 @@ def stood_on(built: str) -> bool:
     overlay), or a VM node, running or off, on its VM disk (its own disk's backing file)."""
     if f"lowerdir={rootfs(built)}" in Path("/proc/self/mounts").read_text():
         return True
-    folder = IMAGES / built
-    return any(
-        (backing := backing_file(disk)) is not None and backing.is_relative_to(folder)
+    return bool(vm_labs_on(IMAGES / built))
+
+
+def vm_labs_on(folder: Path) -> list[str]:
+    """The labs with a VM node, running or off, whose disk is an overlay of a file in `folder`."""
+    return sorted({
+        disk.relative_to(STATE).parts[0]
         for disk in STATE.glob("*/nodes/*/*.qcow2")
-    )
+        if (backing := backing_file(disk)) is not None and backing.is_relative_to(folder)
+    })
 
 
 def backing_file(disk: Path) -> Path | None:

@@ -62,6 +62,11 @@ def ensure(image_name: str, arch: str, warn: host.Warn) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if is_built(image_name):
             return directory(image_name)
+        if labs := image.vm_labs_on(directory(image_name)):  # their disks are overlays of it
+            raise PiclError(
+                f"the VM disk of image {image_name} is of an older recipe and the VM nodes of "
+                f"lab {', '.join(labs)} stand on it: `picl lab down` it, then `lab up` again"
+            )
         warn(f"building the VM disk of image {image_name}: Debian's kernel added (once; minutes)")
         scratch = image.IMAGES / image_name / f".vm-{os.getpid()}"
         try:

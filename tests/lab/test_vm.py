@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from picl.errors import PiclError
-from picl.lab import Cards, blueprint, image, ssh, vm, vmimage
+from picl.lab import Cards, blueprint, image, pios, ssh, vm, vmimage
 from picl.lab.blueprint import Blueprint, NodeBlueprint
 
 NODES = ["node0", "node1", "node2"]
@@ -114,11 +114,8 @@ def test_a_vm_is_given_time_to_answer_ssh() -> None:
     assert ssh.patience(lab.node("node0")) == 3
 
 
-def test_an_outdated_image_a_vm_node_stands_on_is_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A VM node's disk is an overlay of its image's VM disk, opened by qemu and mounted
-    nowhere: removing the image would leave the lab's node without its card."""
+def vm_node_on_old_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Images old-used, old-free (of an older recipe) and new; lab a's node1 on old-used's VM disk."""
     images, state = tmp_path / "images", tmp_path / "lab"
     monkeypatch.setattr(image, "CACHE", tmp_path)
     monkeypatch.setattr(image, "IMAGES", images)
@@ -134,8 +131,27 @@ def test_an_outdated_image_a_vm_node_stands_on_is_kept(
                     "-b", str(images / "old-used" / "vm" / vmimage.DISK),
                     str(node / vm.DISK)], check=True)  # fmt: skip
     assert image.backing_file(node / vm.DISK) == images / "old-used" / "vm" / vmimage.DISK
+    return images
+
+
+def test_an_outdated_image_a_vm_node_stands_on_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A VM node's disk is an overlay of its image's VM disk, opened by qemu and mounted
+    nowhere: removing the image would leave the lab's node without its card."""
+    images = vm_node_on_old_images(tmp_path, monkeypatch)
     image._remove_outdated()
     assert sorted(p.name for p in images.iterdir()) == ["new", "old-used"]
+
+
+def test_a_vm_disk_of_an_older_recipe_is_not_rebuilt_under_its_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = vm_node_on_old_images(tmp_path, monkeypatch)
+    monkeypatch.setattr(vmimage, "RECIPE", 2)  # each image's VM disk is of recipe 1 (none)
+    with pytest.raises(PiclError, match="VM nodes of lab a stand on it: `picl lab down`"):
+        vmimage.ensure("old-used", pios.native_arch(), print)
+    assert (images / "old-used" / "vm" / vmimage.DISK).read_bytes() == b"\0" * 4096
 
 
 def test_a_disk_of_no_overlay_stands_on_nothing(tmp_path: Path) -> None:
