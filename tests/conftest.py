@@ -176,13 +176,18 @@ def suite_releases(items: Sequence[pytest.Item]) -> set[str]:
 @pytest.fixture(scope="session")
 def lab_host(request: pytest.FixtureRequest) -> None:
     """This machine can run labs; labs of test sessions that died are removed first, and every
-    image the session's tests boot is built (at the same time) before the first lab comes up."""
+    image the session's tests boot (and the VM disk, for VM nodes) is built, at the same time,
+    before the first lab comes up."""
     require_lab_host()
     from picl import lab as labs
-    from picl.lab import image, mirror, pios
+    from picl.lab import mirror, pios, vmimage
 
-    wanted = [(r, pios.native_arch()) for r in suite_releases(request.session.items)]
-    image.ensure_all(wanted, mirror.configured(), lambda m: print(m, file=sys.stderr))
+    items = request.session.items
+    wanted = [(r, pios.native_arch()) for r in suite_releases(items)]
+    vms = [("bookworm", pios.native_arch())] if any(i.get_closest_marker("vm") for i in items) \
+        else []
+    vmimage.ensure_with_images(wanted, vms, mirror.configured(),
+                               lambda m: print(m, file=sys.stderr))
 
     for name in labs.labs_on_host():
         match = re.fullmatch(r"pytest-(\d+)(?:-[a-z0-9-]+)?", name)

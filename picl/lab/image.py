@@ -21,7 +21,7 @@ import shutil
 import struct
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -156,16 +156,24 @@ def ensure(release: str, arch: str, mirror: Mirror, warn: host.Warn) -> str:
 
 
 def ensure_all(
-    wanted: Iterable[tuple[str, str]], mirror: Mirror, warn: host.Warn
+    wanted: Iterable[tuple[str, str]], mirror: Mirror, warn: host.Warn,
+    then: Callable[[tuple[str, str], str], object] | None = None,
 ) -> dict[tuple[str, str], str]:
-    """The image of each (release, arch) in `wanted`, the missing ones built at the same time.
+    """The image of each (release, arch) in `wanted`, the missing ones built at the same time;
+    `then(wanted, image)` runs as soon as that image is there (a VM disk built over it).
 
     A build waits on downloads and dpkg's disk writes as much as on a core: a mixed lab's cold
     images build in little more time than its slowest one alone.
     """
+    def one(release: str, arch: str) -> str:
+        built = ensure(release, arch, mirror, warn)
+        if then:
+            then((release, arch), built)
+        return built
+
     wanted = sorted(set(wanted))
     with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
-        built = {w: pool.submit(ensure, *w, mirror, warn) for w in wanted}
+        built = {w: pool.submit(one, *w) for w in wanted}
         return {w: future.result() for w, future in built.items()}
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from picl.errors import PiclError
-from picl.lab import host, image, imager, mirror, network, node, pios, ssh, vm, vmimage
+from picl.lab import host, imager, mirror, network, node, pios, ssh, vm, vmimage
 from picl.lab.access import lab_name
 from picl.lab.blueprint import (
     LOCKS,
@@ -51,13 +51,12 @@ def _design(
     chosen = cards.choose([n.name for n in cluster.nodes], built)
     for arch in sorted({arch for _, arch in chosen.values()} - {pios.native_arch()}):
         host.ensure_emulation(arch, warn)
-    debian = mirror.configured()
-    images = image.ensure_all(chosen.values(), debian, warn)
     machines = cards.machines(list(chosen), built)
     if machines and uplink:
         raise PiclError("VM nodes have no uplink (their one NIC is the wired network)")
-    for wanted in sorted({chosen[n] for n in machines}):
-        vmimage.ensure(images[wanted], wanted[1], warn)
+    images = vmimage.ensure_with_images(
+        chosen.values(), {chosen[n] for n in machines}, mirror.configured(), warn
+    )
     flashed = {n: Flash(*chosen[n], images[chosen[n]], n in machines) for n in chosen}
     return design(
         name,

@@ -15,10 +15,12 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from picl.errors import PiclError
 from picl.lab import host, image, pios
+from picl.lab.mirror import Mirror
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,19 @@ def ensure(image_name: str, arch: str, warn: host.Warn) -> Path:
             if scratch.exists():
                 shutil.rmtree(scratch)
     return directory(image_name)
+
+
+def ensure_with_images(
+    wanted: Iterable[tuple[str, str]], vms: Collection[tuple[str, str]], mirror: Mirror,
+    warn: host.Warn,
+) -> dict[tuple[str, str], str]:
+    """The images of `wanted` (release, arch), and the VM variant of those in `vms`, each built
+    as soon as its image is, beside the other images' builds."""
+    def variant(release_arch: tuple[str, str], built: str) -> None:
+        if release_arch in vms:
+            ensure(built, release_arch[1], warn)
+
+    return image.ensure_all([*wanted, *vms], mirror, warn, then=variant)
 
 
 def build(image_name: str, dest: Path) -> None:

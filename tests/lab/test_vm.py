@@ -184,3 +184,26 @@ def test_a_vm_gives_its_network_and_sshd_all_the_time_they_take_to_start(
     for unit in ("NetworkManager.service", "ssh.service", "dhcpcd.service"):
         text = (node.root / f"etc/systemd/system/{unit}.d/picl-lab.conf").read_text()
         assert "[Service]\nTimeoutStartSec=infinity\n" in text
+
+
+def test_a_vm_disk_is_built_as_soon_as_its_image_beside_the_other_images(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the images VM nodes boot get a VM disk, each right after its own image (in the
+    same worker: a cold suite builds bookworm's VM disk while trixie's image still builds)."""
+    import threading
+
+    done: list[tuple[str, str, int]] = []
+    monkeypatch.setattr(image, "ensure", lambda release, arch, mirror, warn: (
+        done.append(("image", release, threading.get_ident())) or f"img-{release}-{arch}"))
+    monkeypatch.setattr(vmimage, "ensure", lambda name, arch, warn: (
+        done.append(("vm", name, threading.get_ident())) or Path(name)))
+    images = vmimage.ensure_with_images(
+        [("bookworm", "amd64"), ("trixie", "amd64")], {("bookworm", "amd64")}, None, print
+    )  # type: ignore[arg-type]
+    assert images == {("bookworm", "amd64"): "img-bookworm-amd64",
+                      ("trixie", "amd64"): "img-trixie-amd64"}
+    assert sorted(what for what, _, _ in done) == ["image", "image", "vm"]
+    first, vm_disk = (next(d for d in done if d[:2] == key)
+                      for key in (("image", "bookworm"), ("vm", "img-bookworm-amd64")))
+    assert done.index(first) < done.index(vm_disk) and first[2] == vm_disk[2]
