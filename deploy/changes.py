@@ -60,6 +60,9 @@ class Step:
 
     operation: Callable[..., Any]
     arguments: dict[str, Any] = field(default_factory=dict)
+    # How the node's words about a failure are shown, for a step whose command's errors may
+    # quote a credential (a mount's source); None: as they are.
+    shown: Callable[[str], str] | None = None
 
     @property
     def name(self) -> str:

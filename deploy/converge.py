@@ -167,12 +167,21 @@ def apply_node(node: Node, steps: list[Step], connection: Connection) -> int:
         state.set_stage(StateStage.Execute)
         run_ops(state)
     except Exception as exc:  # pyinfra raises its own errors for failed hosts
-        raise NodeFailure(_last(logs) or str(exc)) from None
+        raise NodeFailure(failure(steps, _last(logs) or str(exc))) from None
     finally:
         disconnect_all(state)
     if host in state.failed_hosts:
-        raise NodeFailure(_last(logs) or "an operation failed")
+        raise NodeFailure(failure(steps, _last(logs) or "an operation failed"))
     return len(steps)
+
+
+def failure(steps: list[Step], said: str) -> str:
+    """What the node said of a failed step, as each step shows it (credentials hidden): it is
+    printed, and sent back to the node as the reason it reverted."""
+    for step in steps:
+        if step.shown:
+            said = step.shown(said)
+    return said
 
 
 @dataclass

@@ -117,7 +117,7 @@ def changes(view: NodeView) -> list[Change]:
             "before": digest(current),
             "unmount": list(edit.unmount),
             "mount": list(edit.mount),
-        })
+        }, shown=shown)  # findmnt's and mount's errors name a line's source, password and all
         found.append(Change(
             "fstab",
             "create" if current is None else "update",

@@ -171,6 +171,27 @@ def test_a_credential_in_fstab_is_shown_nowhere(spec: Cluster, tmp_path: Path) -
     assert [secret in text for text in shown] == [False] * len(shown)
 
 
+@pytest.mark.parametrize(("said", "expected"), [
+    ("mount error(13): Permission denied for //bob:hunter2@nas/shared",
+     "mount error(13): Permission denied for //bob:(sensitive)@nas/shared"),
+    ("findmnt: /shared: unparsable options username=bob,password=hunter2",
+     "findmnt: /shared: unparsable options username=bob,password=(sensitive)"),
+    ("mount: /shared: can't find in /etc/fstab.", "mount: /shared: can't find in /etc/fstab."),
+])
+def test_the_transaction_s_errors_are_shown_with_credentials_hidden(
+    spec: Cluster, said: str, expected: str
+) -> None:
+    """findmnt and mount name a line's source in their errors; the failure picl prints (and
+    sends back to the node as why it reverted) hides what the plan's diff hides."""
+    from picl.deploy.changes import Step
+    from picl.deploy.converge import failure
+
+    blocking = b"//nas/shared /srv cifs username=bob,password=hunter2 0 0\n"
+    steps = [s for c in node_changes(spec, "node1", STOCK + blocking).values() for s in c.steps]
+    assert failure(steps, said) == expected
+    assert failure([Step(print)], said) == said  # a step that shows its errors as they are
+
+
 def test_a_plan_reads_the_file_once(spec: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
     from picl.deploy.fstab import Fstab
 
