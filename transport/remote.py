@@ -11,6 +11,7 @@ through `sudo -n`. A node without that user fails alone, saying so.
 
 from __future__ import annotations
 
+import os
 import queue
 import shlex
 import subprocess
@@ -55,7 +56,11 @@ def as_user(user: str | None, command: str, timeout: float) -> str:
     Without a user, the command runs as whoever picl logs in as.
     """
     limit = f"timeout -k {REMOTE_GRACE} {max(1, int(timeout) + REMOTE_GRACE)}"
-    run = f"cd 2>/dev/null || cd /; exec {limit} sh -c {shlex.quote(command)}"
+    # Without a terminal nothing tells a command that picl has gone (Ctrl-C, killed): its
+    # stdin, held open by picl (see `ask`), ends then, and a watcher stops the command.
+    run = (f"cd 2>/dev/null || cd /; exec 3<&0; {limit} sh -c {shlex.quote(command)} 3<&- & "
+           "c=$!; { cat <&3 >/dev/null; kill $c; } >/dev/null 2>&1 & w=$!; exec 3<&-; "
+           "wait $c; s=$?; kill $w 2>/dev/null; exit $s")
     if user is None:
         return f"echo {shlex.quote(STARTED)} >&2; {run}"
     u = shlex.quote(user)
@@ -135,17 +140,23 @@ def ask(
     """
     done: queue.SimpleQueue[Reply] = queue.SimpleQueue()
     running: list[subprocess.Popen[str]] = []
+    holding: list[int] = []
     started = time.monotonic()
     deadline = started + timeout
     try:
         for name, (address, remote) in commands.items():
             marked = STARTED in remote  # text from `as_user`
+            # Its stdin stays open as long as picl runs: `as_user`'s watcher waits for its end.
+            stdin, held = os.pipe() if marked else (subprocess.DEVNULL, None)
             proc = subprocess.Popen(
                 # sh whatever the login shell is: the text is POSIX shell.
                 connection.ssh_argv(address, ["sh", "-c", remote], shared),
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
             )  # fmt: skip
+            if held is not None:
+                os.close(stdin)
+                holding.append(held)
             running.append(proc)
             threading.Thread(
                 target=_collect, args=(name, proc, started, deadline, timeout, marked, done),
@@ -158,3 +169,5 @@ def ask(
         for proc in running:
             if proc.poll() is None:
                 proc.kill()
+        for held in holding:
+            os.close(held)

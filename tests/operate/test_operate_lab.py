@@ -209,8 +209,13 @@ def test_ctrl_c_stops_a_run_with_130_and_leaves_no_ssh_behind(day: Day) -> None:
             proc.kill()
     assert proc.returncode == 130, out + err
     assert err.splitlines()[-1:] == ["picl: interrupted"] and "Traceback" not in err
-    # Its ssh processes went with it (the nodes' own `timeout` ends the command there).
+    # Its ssh processes went with it, and the command with them on every node, long before
+    # its own timeout (it ran on until then, with no terminal to tell it picl was gone).
     assert subprocess.run(["pgrep", "-f", f"^ssh .*{sleep}"]).returncode == 1
+    deadline = time.monotonic() + 30
+    while _running(day, sleep) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _running(day, sleep) == 0
 
 
 def test_check_is_green_on_a_converged_lab(day: Day) -> None:

@@ -43,8 +43,29 @@ def test_a_reply_tells_the_commands_failure_from_ssh_s(status, stderr, marked, e
     assert reply.ok is (want_status == 0 and not want_error)
 
 
-def _remote(text: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", "-c", text], capture_output=True, text=True, timeout=30)
+def _remote(text: str, hold_stdin: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run remote shell text here, its stdin held open as `ask` holds it (or closed, as it is
+    once picl has gone)."""
+    stdin, held = os.pipe()
+    try:
+        if not hold_stdin:
+            os.close(held)
+        return subprocess.run(["sh", "-c", text], stdin=stdin, capture_output=True, text=True,
+                              timeout=30)
+    finally:
+        os.close(stdin)
+        if hold_stdin:
+            os.close(held)
+
+
+@pytest.mark.parametrize("user", [None, "nobody"])
+def test_a_command_stops_when_picl_is_gone(user: str | None) -> None:
+    """Its stdin ends (picl interrupted or killed, its ssh with it): the command is stopped,
+    not left to run to its own timeout."""
+    if user and os.geteuid() != 0:
+        pytest.skip("runuser needs root")
+    proc = _remote(as_user(user, "sleep 20; echo finished", 20), hold_stdin=False)
+    assert proc.returncode != 0 and "finished" not in proc.stdout  # left alone, it would finish
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="runuser needs root")
