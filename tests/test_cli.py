@@ -144,3 +144,22 @@ def test_lab_commands_need_the_lab_not_a_valid_spec_nor_secrets(command: tuple[s
     result = run_picl("lab", *command, cwd=tmp_path)
     assert "cluster.toml:" not in result.err and "warning" not in result.err, result.err
     assert name in result.out + result.err
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, 60), ("", 60), ("10", 10), ("3600", 3600), ("9", None), ("3601", None), ("1m", None),
+])
+def test_the_window_to_confirm_in_is_whole_seconds_from_ten(
+    value: str | None, expected: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from picl.cli.converge import confirm_timeout
+    from picl.errors import PiclError
+
+    monkeypatch.delenv("PICL_CONFIRM_TIMEOUT", raising=False)
+    if value is not None:
+        monkeypatch.setenv("PICL_CONFIRM_TIMEOUT", value)
+    if expected is None:
+        with pytest.raises(PiclError, match=r"PICL_CONFIRM_TIMEOUT='.*': give whole seconds, 10"):
+            confirm_timeout()
+    else:
+        assert confirm_timeout() == expected

@@ -162,21 +162,3 @@ def test_how_long_a_node_may_take_to_answer(value: str | None, expected: int) ->
 def test_a_connect_timeout_that_is_no_whole_seconds_is_refused(value: str) -> None:
     with pytest.raises(PiclError, match=rf"PICL_CONNECT_TIMEOUT='{re.escape(value)}': give whole"):
         Connection.from_environ({"PICL_CONNECT_TIMEOUT": value})
-
-
-@pytest.mark.parametrize(("value", "expected"), [
-    (None, 60), ("", 60), ("10", 10), ("3600", 3600), ("9", None), ("3601", None), ("1m", None),
-])
-def test_the_window_to_confirm_in_is_whole_seconds_from_ten(
-    value: str | None, expected: int | None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from picl.cli.converge import confirm_timeout
-
-    monkeypatch.delenv("PICL_CONFIRM_TIMEOUT", raising=False)
-    if value is not None:
-        monkeypatch.setenv("PICL_CONFIRM_TIMEOUT", value)
-    if expected is None:
-        with pytest.raises(PiclError, match=r"PICL_CONFIRM_TIMEOUT='.*': give whole seconds, 10"):
-            confirm_timeout()
-    else:
-        assert confirm_timeout() == expected
