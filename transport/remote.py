@@ -148,15 +148,18 @@ def ask(
             marked = STARTED in remote  # text from `as_user`
             # Its stdin stays open as long as picl runs: `as_user`'s watcher waits for its end.
             stdin, held = os.pipe() if marked else (subprocess.DEVNULL, None)
-            proc = subprocess.Popen(
-                # sh whatever the login shell is: the text is POSIX shell.
-                connection.ssh_argv(address, ["sh", "-c", remote], shared),
-                stdin=stdin,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-            )  # fmt: skip
             if held is not None:
-                os.close(stdin)
                 holding.append(held)
+            try:
+                proc = subprocess.Popen(
+                    # sh whatever the login shell is: the text is POSIX shell.
+                    connection.ssh_argv(address, ["sh", "-c", remote], shared),
+                    stdin=stdin,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+                )  # fmt: skip
+            finally:
+                if held is not None:
+                    os.close(stdin)  # ssh's now, or no one's
             running.append(proc)
             threading.Thread(
                 target=_collect, args=(name, proc, started, deadline, timeout, marked, done),
