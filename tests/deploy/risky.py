@@ -113,15 +113,13 @@ class Risky:
         self.lab.ssh(node, "systemctl reboot", check=False, timeout=30)
         self.wait_booted(node, before)
 
-    def wait_booted(self, node: str, old_boot: str, timeout: float = 180,
-                    attempt: float = 30) -> None:
-        """Wait until the node answers SSH on a new boot; `attempt`: seconds one SSH may take
-        (an emulated VM may take minutes to answer)."""
+    def wait_booted(self, node: str, old_boot: str, timeout: float = 180) -> None:
+        """Wait until the node answers SSH on a new boot (one that hangs is one more try)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 answer = self.lab.ssh(node, "cat /proc/sys/kernel/random/boot_id", check=False,
-                                      timeout=attempt)
+                                      timeout=30)
             except subprocess.TimeoutExpired:
                 answer = None
             if answer and answer.returncode == 0 and answer.stdout.strip() != old_boot:

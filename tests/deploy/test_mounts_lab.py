@@ -218,7 +218,6 @@ def test_the_plan_is_empty_after_a_good_apply(risky: Risky) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-
 # A mount helper slower than the whole window to confirm in, that then mounts for real.
 SLOWER_HELPER = ("printf '#!/bin/sh\\nsleep 15\\nexec mount -i -t tmpfs -o size=1m slower \"$2\"\\n'"
                  " > /sbin/mount.slower && chmod +x /sbin/mount.slower")
